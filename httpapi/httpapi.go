@@ -1,0 +1,186 @@
+// Package httpapi holds the HTTP plumbing shared by the command and query
+// engines: the error envelope, correlation ids, request logging, recovery
+// and request metrics.
+package httpapi
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+)
+
+// CorrelationHeader is echoed on every response, and generated when absent.
+const CorrelationHeader = "x-correlation-id"
+
+const (
+	ctxCorrelation = "ah.correlationId"
+	ctxTrace       = "ah.traceId"
+	ctxLogger      = "ah.logger"
+)
+
+// ErrorBody is the one error envelope of the service.
+type ErrorBody struct {
+	Message       string              `json:"message"`
+	StatusCode    int                 `json:"statusCode"`
+	CorrelationID string              `json:"correlationId"`
+	TraceID       string              `json:"traceId"`
+	Errors        map[string][]string `json:"errors,omitempty"`
+}
+
+// Error writes the error envelope and aborts the request.
+func Error(c *gin.Context, status int, message string, fields map[string][]string) {
+	if status >= 500 {
+		// Clients see a plain message; the cause is logged by the caller.
+		message = http.StatusText(status)
+	}
+	c.AbortWithStatusJSON(status, ErrorBody{
+		Message:       message,
+		StatusCode:    status,
+		CorrelationID: CorrelationID(c),
+		TraceID:       TraceID(c),
+		Errors:        fields,
+	})
+}
+
+// Internal logs err with the request's correlation id and answers 500.
+func Internal(c *gin.Context, err error) {
+	Logger(c).Error("internal error", "err", err)
+	Error(c, http.StatusInternalServerError, "", nil)
+}
+
+var safeCorrelation = regexp.MustCompile(`^[A-Za-z0-9._:/+=-]{1,128}$`)
+
+// Correlation echoes x-correlation-id (or makes one), picks up or makes a
+// trace id, and puts a logger carrying both on the request.
+func Correlation(base *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.GetHeader(CorrelationHeader)
+		if !safeCorrelation.MatchString(id) {
+			// Absent or unsafe to echo into headers and logs: replace it.
+			id = uuid.NewString()
+		}
+		trace := traceFromParent(c.GetHeader("traceparent"))
+		if trace == "" {
+			trace = newTraceID()
+		}
+		c.Set(ctxCorrelation, id)
+		c.Set(ctxTrace, trace)
+		c.Set(ctxLogger, base.With("correlationId", id, "traceId", trace))
+		c.Header(CorrelationHeader, id)
+		c.Next()
+	}
+}
+
+// traceFromParent takes the trace id of a W3C traceparent header.
+func traceFromParent(tp string) string {
+	parts := strings.Split(tp, "-")
+	if len(parts) != 4 || len(parts[1]) != 32 {
+		return ""
+	}
+	if _, err := hex.DecodeString(parts[1]); err != nil || parts[1] == strings.Repeat("0", 32) {
+		return ""
+	}
+	return strings.ToLower(parts[1])
+}
+
+func newTraceID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// CorrelationID is the request's correlation id.
+func CorrelationID(c *gin.Context) string { return c.GetString(ctxCorrelation) }
+
+// TraceID is the request's trace id.
+func TraceID(c *gin.Context) string { return c.GetString(ctxTrace) }
+
+// Logger is the request's logger, carrying its correlation and trace ids.
+func Logger(c *gin.Context) *slog.Logger {
+	if l, ok := c.Get(ctxLogger); ok {
+		return l.(*slog.Logger)
+	}
+	return slog.Default()
+}
+
+// AccessLog logs one line per request at the end of it.
+func AccessLog() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		status := c.Writer.Status()
+		level := slog.LevelInfo
+		if status >= 500 {
+			level = slog.LevelError
+		}
+		Logger(c).Log(c.Request.Context(), level, "request",
+			"method", c.Request.Method,
+			"path", c.Request.URL.Path,
+			"route", c.FullPath(),
+			"status", status,
+			"durationMs", float64(time.Since(start).Microseconds())/1000,
+			"bytes", c.Writer.Size(),
+		)
+	}
+}
+
+// Recovery turns a panic into a logged 500 with the error envelope.
+func Recovery() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if rec := recover(); rec != nil {
+				if rec == http.ErrAbortHandler {
+					panic(rec)
+				}
+				Logger(c).Error("panic serving request", "panic", rec)
+				Error(c, http.StatusInternalServerError, "", nil)
+			}
+		}()
+		c.Next()
+	}
+}
+
+// SecurityHeaders sets the headers every API response carries.
+func SecurityHeaders() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		h := c.Writer.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-store")
+		c.Next()
+	}
+}
+
+// NotFound and MethodNotAllowed answer unknown routes with the envelope.
+func NotFound(c *gin.Context) {
+	Error(c, http.StatusNotFound, "no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path, nil)
+}
+
+// MethodNotAllowed answers a known path with the wrong method.
+func MethodNotAllowed(c *gin.Context) {
+	Error(c, http.StatusMethodNotAllowed, "method "+c.Request.Method+" is not allowed on "+c.Request.URL.Path, nil)
+}
+
+// NewEngine returns a gin engine with the shared middleware installed: the
+// caller adds its routes. name labels its metrics.
+func NewEngine(name string, log *slog.Logger, m *Metrics) *gin.Engine {
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	e.Use(Correlation(log), AccessLog(), Recovery())
+	if m != nil {
+		e.Use(m.Middleware(name))
+	}
+	e.Use(SecurityHeaders())
+	e.NoRoute(NotFound)
+	e.NoMethod(MethodNotAllowed)
+	return e
+}
