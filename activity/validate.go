@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/mail"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -258,17 +259,57 @@ func mergeField(m map[string][]string, f string, msgs []string) map[string][]str
 	return m
 }
 
+var (
+	knownFields       = fieldSet(input{})
+	knownAuthorFields = fieldSet(authorInput{})
+)
+
 func (v *Validator) decodeOne(raw []byte, prefix string) (Activity, error) {
 	var in input
 	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
 		return Activity{}, decodeError(err, prefix)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return Activity{}, Invalid(strings.TrimSuffix(prefix, ".")+"body", "has data after the JSON value")
+		return Activity{}, Invalid(bodyField(prefix), "has data after the JSON value")
+	}
+	if err := unknownFields(raw, prefix); err != nil {
+		return Activity{}, err
 	}
 	return v.check(in, prefix)
+}
+
+// unknownFields names every field the API does not know, with its path;
+// encoding/json's DisallowUnknownFields reports only the first, without one.
+func unknownFields(raw []byte, prefix string) error {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return Invalid(bodyField(prefix), "must be a JSON object")
+	}
+	e := &ValidationError{}
+	for k := range top {
+		if !knownFields[k] {
+			e.add(prefix+k, "is not a known field")
+		}
+	}
+	var author map[string]json.RawMessage
+	if a, ok := top["authorDetails"]; ok && json.Unmarshal(a, &author) == nil {
+		for k := range author {
+			if !knownAuthorFields[k] {
+				e.add(prefix+"authorDetails."+k, "is not a known field")
+			}
+		}
+	}
+	return e.orNil()
+}
+
+func fieldSet(v any) map[string]bool {
+	t := reflect.TypeOf(v)
+	m := make(map[string]bool, t.NumField())
+	for i := range t.NumField() {
+		m[strings.Split(t.Field(i).Tag.Get("json"), ",")[0]] = true
+	}
+	return m
 }
 
 func decodeError(err error, prefix string) error {
@@ -283,9 +324,6 @@ func decodeError(err error, prefix string) error {
 		return Invalid(prefix+field, "must be "+jsonKind(typeErr.Type.String())+", not "+typeErr.Value)
 	case errors.As(err, &syntaxErr):
 		return Invalid(bodyField(prefix), "is not valid JSON: "+syntaxErr.Error())
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return Invalid(prefix+name, "is not a known field")
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
 		return Invalid(bodyField(prefix), "is not valid JSON: unexpected end of input")
 	default:

@@ -1,0 +1,349 @@
+// Package auth checks the bearer JWTs of API requests and maps the token's
+// groups to read, write and audit permissions.
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/council/activityhistory/activity"
+	"github.com/council/activityhistory/httpapi"
+)
+
+const (
+	// Realm is the realm of the WWW-Authenticate challenge.
+	Realm = "activityhistory"
+	// DefaultSkew is the clock skew allowed on exp, nbf and iat when Config.Skew is zero.
+	DefaultSkew = 30 * time.Second
+	// MinSecretLen is the shortest HMAC secret accepted: HS256 needs 256 bits of key.
+	MinSecretLen = 32
+
+	// maxTokenLen bounds the work done on a header before any signature check.
+	maxTokenLen  = 16 << 10
+	ctxPrincipal = "ah.principal"
+)
+
+// Permission is what a route requires of the caller's groups.
+type Permission int
+
+// The permissions; each has its own list of groups, none implies another.
+const (
+	Read Permission = iota + 1
+	Write
+	Audit
+)
+
+// String names p, as in the 403 message.
+func (p Permission) String() string {
+	switch p {
+	case Read:
+		return "read"
+	case Write:
+		return "write"
+	case Audit:
+		return "audit"
+	}
+	return fmt.Sprintf("permission(%d)", int(p))
+}
+
+// Config configures an Authenticator. At least one of HMACSecret and
+// PublicKeysPEM is needed unless Disabled.
+type Config struct {
+	// HMACSecret verifies HS256 tokens; at least MinSecretLen bytes.
+	HMACSecret []byte
+	// PublicKeysPEM holds PUBLIC KEY (PKIX), RSA PUBLIC KEY (PKCS #1) or
+	// CERTIFICATE blocks: RSA keys verify RS256, P-256 keys ES256. A block's
+	// "kid" PEM header names its key, else the key's RFC 7638 thumbprint does.
+	PublicKeysPEM []byte
+	// Groups granting each permission; a token needs one of them.
+	ReadGroups, WriteGroups, AuditGroups []string
+	// Skew is the leeway on exp, nbf and iat; zero means DefaultSkew.
+	Skew time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Disabled lets every request through without a principal.
+	Disabled bool
+}
+
+// Identity is the authenticated caller, taken from the token's claims.
+type Identity struct {
+	Subject string
+	Name    string
+	Email   string
+	Groups  []string
+}
+
+// Authenticator verifies bearer tokens and enforces permissions.
+type Authenticator struct {
+	disabled bool
+	secret   []byte
+	keys     []publicKey
+	byKid    map[string]publicKey
+	byAlg    map[string][]jwt.VerificationKey
+	groups   map[Permission]map[string]bool
+	parser   *jwt.Parser
+}
+
+// New checks cfg and returns an Authenticator.
+func New(cfg Config) (*Authenticator, error) {
+	if cfg.Disabled {
+		return &Authenticator{disabled: true}, nil
+	}
+	if len(cfg.HMACSecret) == 0 && len(cfg.PublicKeysPEM) == 0 {
+		return nil, errors.New("auth: no HMAC secret and no public keys configured, and auth is not disabled")
+	}
+	if n := len(cfg.HMACSecret); n > 0 && n < MinSecretLen {
+		return nil, fmt.Errorf("auth: HMAC secret is %d bytes, need at least %d", n, MinSecretLen)
+	}
+	if cfg.Skew < 0 {
+		return nil, fmt.Errorf("auth: negative clock skew %s", cfg.Skew)
+	}
+	a := &Authenticator{
+		byKid: map[string]publicKey{},
+		byAlg: map[string][]jwt.VerificationKey{},
+		groups: map[Permission]map[string]bool{
+			Read:  groupSet(cfg.ReadGroups),
+			Write: groupSet(cfg.WriteGroups),
+			Audit: groupSet(cfg.AuditGroups),
+		},
+	}
+	if len(cfg.HMACSecret) > 0 {
+		a.secret = slices.Clone(cfg.HMACSecret)
+	}
+	if len(cfg.PublicKeysPEM) > 0 {
+		keys, err := parsePublicKeys(cfg.PublicKeysPEM)
+		if err != nil {
+			return nil, fmt.Errorf("auth: public keys: %w", err)
+		}
+		a.keys = keys
+		for _, k := range keys {
+			a.byKid[k.kid] = k
+			a.byAlg[k.alg] = append(a.byAlg[k.alg], k.pub)
+		}
+	}
+	skew := cfg.Skew
+	if skew == 0 {
+		skew = DefaultSkew
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	a.parser = jwt.NewParser(
+		jwt.WithLeeway(skew),
+		jwt.WithTimeFunc(now),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		// Canonical base64 only, so a signature has one spelling.
+		jwt.WithStrictDecoding(),
+	)
+	return a, nil
+}
+
+func groupSet(groups []string) map[string]bool {
+	set := map[string]bool{}
+	for _, g := range groups {
+		if g = strings.TrimSpace(g); g != "" {
+			set[g] = true
+		}
+	}
+	return set
+}
+
+// KeyIDs lists the kids of the configured public keys, for a startup log.
+func (a *Authenticator) KeyIDs() []string {
+	ids := make([]string, 0, len(a.keys))
+	for _, k := range a.keys {
+		ids = append(ids, k.kid)
+	}
+	return ids
+}
+
+// Require answers 401 to requests without a valid bearer token and 403 to
+// those whose token has none of perm's groups; otherwise it stores the
+// caller's Identity for Principal and Author.
+func (a *Authenticator) Require(perm Permission) gin.HandlerFunc {
+	if a.disabled {
+		return func(c *gin.Context) { c.Next() }
+	}
+	allowed, known := a.groups[perm]
+	return func(c *gin.Context) {
+		if !known {
+			httpapi.Internal(c, fmt.Errorf("auth: route requires unknown %s", perm))
+			return
+		}
+		id, err := a.authenticate(c.Request)
+		if err != nil {
+			unauthorized(c, err)
+			return
+		}
+		if !slices.ContainsFunc(id.Groups, func(g string) bool { return allowed[g] }) {
+			httpapi.Logger(c).Debug("auth forbidden", "subject", id.Subject, "permission", perm.String())
+			c.Header("WWW-Authenticate", fmt.Sprintf(
+				`Bearer realm=%q, error="insufficient_scope", error_description="no group of the token grants %s"`, Realm, perm))
+			httpapi.Error(c, http.StatusForbidden, fmt.Sprintf("forbidden: no group of the token grants %s access", perm), nil)
+			return
+		}
+		c.Set(ctxPrincipal, id)
+		c.Next()
+	}
+}
+
+// Principal is the caller Require authenticated, if any.
+func Principal(c *gin.Context) (Identity, bool) {
+	v, ok := c.Get(ctxPrincipal)
+	if !ok {
+		return Identity{}, false
+	}
+	id, ok := v.(Identity)
+	return id, ok
+}
+
+// Author is the caller as an activity author, if Require authenticated one.
+func Author(c *gin.Context) (activity.Author, bool) {
+	id, ok := Principal(c)
+	if !ok {
+		return activity.Author{}, false
+	}
+	return activity.Author{FullName: id.Name, Email: id.Email}, true
+}
+
+// tokenError says why a request is not authenticated. desc is a fixed
+// text: it never quotes the token, so it is safe in headers and logs.
+type tokenError struct {
+	missing bool // no credentials at all: the challenge carries no error
+	desc    string
+	err     error
+}
+
+func (e *tokenError) Error() string { return "invalid bearer token: " + e.desc }
+func (e *tokenError) Unwrap() error { return e.err }
+
+func unauthorized(c *gin.Context, err error) {
+	var te *tokenError
+	if !errors.As(err, &te) {
+		te = &tokenError{desc: "invalid token", err: err}
+	}
+	httpapi.Logger(c).Debug("auth rejected", "reason", te.desc)
+	if te.missing {
+		c.Header("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q", Realm))
+		httpapi.Error(c, http.StatusUnauthorized, "missing bearer token", nil)
+		return
+	}
+	c.Header("WWW-Authenticate", fmt.Sprintf(
+		`Bearer realm=%q, error="invalid_token", error_description=%q`, Realm, te.desc))
+	httpapi.Error(c, http.StatusUnauthorized, te.Error(), nil)
+}
+
+func (a *Authenticator) authenticate(r *http.Request) (Identity, error) {
+	values := r.Header.Values("Authorization")
+	switch {
+	case len(values) == 0:
+		return Identity{}, &tokenError{missing: true, desc: "missing bearer token"}
+	case len(values) > 1:
+		return Identity{}, &tokenError{desc: "more than one Authorization header"}
+	}
+	scheme, token, _ := strings.Cut(strings.TrimSpace(values[0]), " ")
+	if scheme == "" {
+		return Identity{}, &tokenError{missing: true, desc: "missing bearer token"}
+	}
+	if !strings.EqualFold(scheme, "Bearer") {
+		return Identity{}, &tokenError{desc: "authorization scheme must be Bearer"}
+	}
+	return a.verify(strings.TrimSpace(token))
+}
+
+// claims are the token claims the service reads.
+type claims struct {
+	Groups []string `json:"groups"`
+	Email  string   `json:"email,omitempty"`
+	Name   string   `json:"name,omitempty"`
+	jwt.RegisteredClaims
+}
+
+var (
+	errUnknownKey   = errors.New("unknown key")
+	errAlgorithm    = errors.New("signing algorithm not accepted")
+	errKeyAlgorithm = errors.New("signing algorithm does not match the key")
+)
+
+// verify checks token's signature and times and returns its identity.
+func (a *Authenticator) verify(token string) (Identity, error) {
+	switch {
+	case token == "":
+		return Identity{}, &tokenError{desc: "empty bearer token"}
+	case len(token) > maxTokenLen:
+		return Identity{}, &tokenError{desc: "token too long"}
+	}
+	var cl claims
+	if _, err := a.parser.ParseWithClaims(token, &cl, a.key); err != nil {
+		return Identity{}, &tokenError{desc: describe(err), err: err}
+	}
+	return Identity{Subject: cl.Subject, Name: cl.Name, Email: cl.Email, Groups: cl.Groups}, nil
+}
+
+// key picks the verification key for t. Each algorithm gets only keys of
+// its own kind: the HMAC secret for HS256, never a public key, so a
+// public key cannot be abused as an HMAC secret.
+func (a *Authenticator) key(t *jwt.Token) (any, error) {
+	switch t.Method {
+	case jwt.SigningMethodHS256:
+		// The shared secret has no kid; a kid on an HS256 token is not
+		// looked up among the public keys.
+		if a.secret == nil {
+			return nil, errAlgorithm
+		}
+		return a.secret, nil
+	case jwt.SigningMethodRS256, jwt.SigningMethodES256:
+		alg := t.Method.Alg()
+		if raw, ok := t.Header["kid"]; ok {
+			kid, _ := raw.(string)
+			k, ok := a.byKid[kid]
+			if !ok {
+				return nil, errUnknownKey
+			}
+			if k.alg != alg {
+				return nil, errKeyAlgorithm
+			}
+			return k.pub, nil
+		}
+		set := a.byAlg[alg]
+		if len(set) == 0 {
+			return nil, errAlgorithm
+		}
+		return jwt.VerificationKeySet{Keys: set}, nil
+	}
+	return nil, errAlgorithm
+}
+
+// describe turns a parse error into a fixed description for the client.
+func describe(err error) string {
+	for _, d := range []struct {
+		err  error
+		desc string
+	}{
+		{errUnknownKey, "unknown key"},
+		{errKeyAlgorithm, errKeyAlgorithm.Error()},
+		{errAlgorithm, errAlgorithm.Error()},
+		{jwt.ErrTokenMalformed, "malformed token"},
+		{jwt.ErrTokenSignatureInvalid, "invalid signature"},
+		// Left after the keyfunc errors: an absent or unknown alg.
+		{jwt.ErrTokenUnverifiable, errAlgorithm.Error()},
+		{jwt.ErrTokenRequiredClaimMissing, "token has no exp claim"},
+		{jwt.ErrTokenExpired, "token expired"},
+		{jwt.ErrTokenNotValidYet, "token not valid yet"},
+		{jwt.ErrTokenUsedBeforeIssued, "token issued in the future"},
+	} {
+		if errors.Is(err, d.err) {
+			return d.desc
+		}
+	}
+	return "invalid token"
+}

@@ -1,0 +1,101 @@
+package esdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/council/activityhistory/eventstore"
+)
+
+// sentinelFor is the store sentinel a client error code stands for, nil
+// when none fits.
+func sentinelFor(code kurrentdb.ErrorCode) error {
+	switch code {
+	case kurrentdb.ErrorCodeWrongExpectedVersion,
+		kurrentdb.ErrorCodeStreamRevisionConflict,
+		kurrentdb.ErrorCodeAppendConsistencyViolation:
+		return eventstore.ErrConflict
+	case kurrentdb.ErrorCodeResourceNotFound,
+		kurrentdb.ErrorCodeStreamDeleted,
+		kurrentdb.ErrorCodeStreamTombstoned:
+		return eventstore.ErrNotFound
+	case kurrentdb.ErrorCodeAppendRecordSizeExceeded,
+		kurrentdb.ErrorCodeAppendTransactionSizeExceeded:
+		return eventstore.ErrTooLarge
+	case kurrentdb.ErrorUnavailable,
+		kurrentdb.ErrorCodeConnectionClosed,
+		kurrentdb.ErrorCodeNotLeader,
+		kurrentdb.ErrorCodeDeadlineExceeded,
+		kurrentdb.ErrorAborted:
+		return eventstore.ErrUnavailable
+	}
+	return nil
+}
+
+// sentinelOf finds the store sentinel for any error the client returns:
+// its own *Error, the typed details it wraps, or a bare gRPC status.
+func sentinelOf(err error) error {
+	var kerr *kurrentdb.Error
+	if errors.As(err, &kerr) {
+		if s := sentinelFor(kerr.Code()); s != nil {
+			return s
+		}
+	}
+	var conflict *kurrentdb.StreamRevisionConflictError
+	if errors.As(err, &conflict) {
+		return eventstore.ErrConflict
+	}
+	var record *kurrentdb.AppendRecordSizeExceededError
+	var txn *kurrentdb.AppendTransactionSizeExceededError
+	if errors.As(err, &record) || errors.As(err, &txn) {
+		return eventstore.ErrTooLarge
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return nil
+	}
+	switch st.Code() {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return eventstore.ErrUnavailable
+	case codes.NotFound:
+		return eventstore.ErrNotFound
+	case codes.InvalidArgument, codes.ResourceExhausted:
+		// The v1 append reports the server's MaxAppendSize this way.
+		if strings.Contains(strings.ToLower(st.Message()), "maximum append size") || st.Code() == codes.ResourceExhausted {
+			return eventstore.ErrTooLarge
+		}
+	}
+	return nil
+}
+
+// translate wraps a client error with what was being done and, where one
+// fits, the store sentinel, so callers can use errors.Is. A context error
+// of the caller is returned as that, not as an unavailable store.
+func translate(ctx context.Context, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", what, ctx.Err())
+	}
+	if s := sentinelOf(err); s != nil {
+		return fmt.Errorf("%s: %w: %w", what, s, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// conflictStream names the stream a multi-stream append conflicted on, ""
+// when the error does not say.
+func conflictStream(err error) string {
+	var conflict *kurrentdb.StreamRevisionConflictError
+	if errors.As(err, &conflict) {
+		return conflict.Stream
+	}
+	return ""
+}

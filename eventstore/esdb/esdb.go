@@ -1,0 +1,190 @@
+// Package esdb is the EventStoreDB / KurrentDB adapter of eventstore.Store.
+//
+// One server stream per target (StreamPrefix + target id), appended with the
+// server's expected-revision check so that the hash chain never forks; the
+// global position is the server's $all commit position; Subscribe follows
+// $all with a server-side stream-prefix filter. Event ids are kept unique
+// across the store by one id-index stream per event id, written in the same
+// multi-stream append as the events when the server has that (KurrentDB
+// 25.1+), after them otherwise (see Append).
+//
+// Server: EventStoreDB 22.10 or newer (stream reads carry $all positions
+// from 22.6 on); KurrentDB 25.1+ for atomic id-index entries. Subscribe
+// reads $all, which by default only $admins and $ops may do.
+package esdb
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
+
+	"github.com/council/activityhistory/eventstore"
+)
+
+// DefaultStreamPrefix is prepended to every target id to name its stream.
+const DefaultStreamPrefix = "activity-"
+
+// Config configures Open.
+type Config struct {
+	// URL is a connection string, e.g. esdb://localhost:2113?tls=false or
+	// kurrentdb://admin:changeit@node1:2113,node2:2113?tls=true.
+	URL string
+	// StreamPrefix names streams: StreamPrefix + target id. Default
+	// DefaultStreamPrefix. Subscribe delivers every stream with this prefix.
+	StreamPrefix string
+	// Logger receives the adapter's and the client's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// multiAppend states: whether the server takes multi-stream appends.
+const (
+	multiUnknown int32 = iota
+	multiYes
+	multiNo
+)
+
+// Store is an eventstore.Store on EventStoreDB / KurrentDB.
+type Store struct {
+	client   *kurrentdb.Client
+	prefix   string
+	idPrefix string
+	log      *slog.Logger
+	multi    atomic.Int32 // multiUnknown, multiYes or multiNo
+	locks    streamLocks
+}
+
+var _ eventstore.Store = (*Store)(nil)
+
+// Open connects to the server and checks that it answers.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	conn, err := connectionString(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	prefix := cfg.StreamPrefix
+	if prefix == "" {
+		prefix = DefaultStreamPrefix
+	}
+	if strings.HasPrefix(prefix, "$") || !utf8.ValidString(prefix) {
+		return nil, fmt.Errorf("open esdb: %w: stream prefix %q: want UTF-8 not starting with $ (the server's own streams)", eventstore.ErrInvalid, prefix)
+	}
+	conf, err := kurrentdb.ParseConnectionString(conn)
+	if err != nil {
+		// The client's message can echo the password; ours does not.
+		return nil, fmt.Errorf("open esdb: %w: connection string: %s", eventstore.ErrInvalid, redact(conn))
+	}
+	conf.Logger = clientLogger(log)
+	client, err := kurrentdb.NewClient(conf)
+	if err != nil {
+		return nil, fmt.Errorf("open esdb %s: %w", redact(conn), err)
+	}
+	s := &Store{client: client, prefix: prefix, idPrefix: idStreamPrefix(prefix), log: log}
+	if err := s.Ping(ctx); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("open esdb %s: %w", redact(conn), err)
+	}
+	return s, nil
+}
+
+// Close closes the connection. Subscriptions end with an error.
+func (s *Store) Close() error {
+	return s.client.Close()
+}
+
+// Ping reads one event of a stream that normally does not exist: any answer
+// from the server, "not found" included, means it is up and lets us in.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	rs, err := s.client.ReadStream(ctx, s.idPrefix+"ping", kurrentdb.ReadStreamOptions{
+		Direction: kurrentdb.Backwards, From: kurrentdb.End{},
+	}, 1)
+	if err == nil {
+		defer rs.Close()
+		_, err = rs.Recv()
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		return nil
+	}
+	err = translate(ctx, "ping", err)
+	switch {
+	case errors.Is(err, eventstore.ErrNotFound):
+		return nil
+	case errors.Is(err, eventstore.ErrUnavailable) || ctx.Err() != nil:
+		return err
+	}
+	return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
+}
+
+// connectionString checks the scheme of a connection string. The client
+// takes esdb:// as well as kurrentdb:// (and their +discover forms), so
+// nothing is rewritten; anything else is refused before it reaches the
+// client, whose errors are vaguer.
+func connectionString(raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return "", fmt.Errorf("%w: esdb URL is empty (want esdb://host:2113?tls=false)", eventstore.ErrInvalid)
+	}
+	scheme, _, ok := strings.Cut(raw, "://")
+	if !ok {
+		return "", fmt.Errorf("%w: esdb URL %q has no scheme (want esdb:// or kurrentdb://)", eventstore.ErrInvalid, redact(raw))
+	}
+	switch strings.TrimSuffix(strings.ToLower(scheme), "+discover") {
+	case "esdb", "kurrentdb", "kurrent", "kdb":
+		return raw, nil
+	}
+	return "", fmt.Errorf("%w: esdb URL scheme %q is not one of esdb, kurrentdb, kurrent, kdb (optionally +discover)", eventstore.ErrInvalid, scheme)
+}
+
+// redact hides the password of a connection string for messages and logs.
+func redact(conn string) string {
+	scheme, rest, ok := strings.Cut(conn, "://")
+	if !ok {
+		return conn
+	}
+	at := strings.LastIndex(rest, "@")
+	if slash := strings.IndexAny(rest, "/?"); at < 0 || (slash >= 0 && slash < at) {
+		return conn
+	}
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if !hasPass {
+		return conn
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
+}
+
+// clientLogger sends the client's own logs to slog, one level down: the
+// client logs every failed call as an error, and this adapter already
+// returns or logs those with context.
+func clientLogger(log *slog.Logger) kurrentdb.LoggingFunc {
+	return func(level kurrentdb.LogLevel, format string, args ...any) {
+		lvl := slog.LevelDebug
+		if level == kurrentdb.LogError || level == kurrentdb.LogWarn {
+			lvl = slog.LevelInfo
+		}
+		log.Log(context.Background(), lvl, "kurrentdb client: "+fmt.Sprintf(format, args...), "level", level)
+	}
+}
+
+// streamName is the server stream of one of our streams.
+func (s *Store) streamName(stream string) string { return s.prefix + stream }
+
+// idStreamName is the index stream of one event id: fixed length whatever
+// the id, and outside the data prefix.
+func (s *Store) idStreamName(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return s.idPrefix + hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,56 @@
+package esdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
+
+	"github.com/council/activityhistory/eventstore"
+)
+
+// Read returns up to limit records of stream from revision from.
+func (s *Store) Read(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.Record, error) {
+	if err := validateStream(stream); err != nil {
+		return nil, fmt.Errorf("read %s: %w", stream, err)
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("read %s: %w: limit %d", stream, eventstore.ErrInvalid, limit)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	recs, err := s.readStream(ctx, s.streamName(stream), kurrentdb.Forwards, kurrentdb.Revision(from), limit)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", stream, err)
+	}
+	return recs, nil
+}
+
+// readStream reads up to n events of a server stream; ErrNotFound when the
+// stream does not exist (or was deleted).
+func (s *Store) readStream(ctx context.Context, name string, dir kurrentdb.Direction, from kurrentdb.StreamPosition, n int) ([]eventstore.Record, error) {
+	rs, err := s.client.ReadStream(ctx, name, kurrentdb.ReadStreamOptions{Direction: dir, From: from}, uint64(n))
+	if err != nil {
+		return nil, translate(ctx, "read "+name, err)
+	}
+	defer rs.Close()
+	recs := make([]eventstore.Record, 0, min(n, 1024))
+	for len(recs) < n {
+		ev, err := rs.Recv()
+		if isEOF(err) {
+			break
+		}
+		if err != nil {
+			return nil, translate(ctx, "read "+name, err)
+		}
+		if ev.Event == nil {
+			continue
+		}
+		recs = append(recs, toRecord(s.prefix, ev.Event))
+	}
+	return recs, nil
+}
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }
