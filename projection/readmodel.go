@@ -13,7 +13,10 @@ import (
 // ReadModel is what the projector writes to.
 type ReadModel interface {
 	// Apply records a batch of activities and moves the checkpoint to
-	// position, as one unit. Applying an activity again changes nothing.
+	// position. Applying an activity again changes nothing.
+	// The checkpoint is written only after the batch is recorded and never
+	// moves backwards (an older position still records the activities), so
+	// a batch cut short by a crash is simply applied again.
 	Apply(ctx context.Context, position uint64, acts []activity.Activity) error
 	// Checkpoint is the position of the last applied batch, 0 when empty.
 	Checkpoint(ctx context.Context) (uint64, error)

@@ -1,0 +1,250 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/council/activityhistory/activity"
+	"github.com/council/activityhistory/eventstore"
+	"github.com/council/activityhistory/httpapi"
+)
+
+const (
+	// APIPath is the collection route; it is matched case-insensitively.
+	APIPath = "/api/v1/activityHistory"
+	// MaxBodyBytes bounds a POST body.
+	MaxBodyBytes = 1 << 20
+	// PositionHeader carries the global position of the last event of a
+	// successful write, so a client can wait for the read side to reach it.
+	PositionHeader = "X-Activity-Position"
+)
+
+// EngineDeps are what the command engine needs besides the Service.
+type EngineDeps struct {
+	Logger  *slog.Logger // slog.Default() when nil
+	Metrics *httpapi.Metrics
+	// Middleware runs before the handler on the API route (auth).
+	Middleware []gin.HandlerFunc
+	// Author, when set, supplies the author of activities sent without
+	// authorDetails (both fields empty), e.g. from the caller's token.
+	Author func(c *gin.Context) (activity.Author, bool)
+}
+
+// NewEngine returns the command gin engine: POST APIPath.
+//
+// gin matches paths case-sensitively and has no hook before routing, while
+// clients call /api/v1/activityhistory too. So the engine returned is a thin
+// shell that only rewrites the API prefix to its canonical spelling and
+// hands the request to the engine holding the route and the shared
+// middleware (no redirect). Routes added to the returned engine would
+// bypass that middleware.
+func NewEngine(svc *Service, deps EngineDeps) *gin.Engine {
+	log := deps.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	api := httpapi.NewEngine("command", log, deps.Metrics)
+	h := &recordHandler{svc: svc, author: deps.Author}
+	api.POST(APIPath, append(slices.Clip(deps.Middleware), h.serve)...)
+
+	shell := gin.New()
+	shell.NoRoute(func(c *gin.Context) {
+		api.ServeHTTP(c.Writer, canonicalPath(c.Request, APIPath))
+		// A response without a body must still go out with its own status,
+		// not the shell's 404.
+		c.Writer.WriteHeaderNow()
+	})
+	return shell
+}
+
+// canonicalPath returns r with a path starting with prefix in any ASCII
+// case rewritten to start with prefix exactly.
+func canonicalPath(r *http.Request, prefix string) *http.Request {
+	p, ok := fold(r.URL.Path, prefix)
+	if !ok || p == r.URL.Path {
+		return r
+	}
+	r2 := new(http.Request)
+	*r2 = *r
+	u := *r.URL
+	u.Path = p
+	if raw, ok := fold(u.RawPath, prefix); ok {
+		u.RawPath = raw
+	}
+	r2.URL = &u
+	return r2
+}
+
+// fold replaces a case-insensitive match of prefix (a whole path segment
+// boundary) at the start of p with prefix.
+func fold(p, prefix string) (string, bool) {
+	if len(p) < len(prefix) || !asciiEqualFold(p[:len(prefix)], prefix) {
+		return p, false
+	}
+	if len(p) > len(prefix) && p[len(prefix)] != '/' {
+		return p, false
+	}
+	return prefix + p[len(prefix):], true
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII only, so that no Unicode
+// folding (e.g. the Kelvin sign for k) makes another path match.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+type recordHandler struct {
+	svc    *Service
+	author func(c *gin.Context) (activity.Author, bool)
+}
+
+// serve handles POST APIPath: one activity object or an array of them.
+func (h *recordHandler) serve(c *gin.Context) {
+	if !jsonContent(c.GetHeader("Content-Type")) {
+		httpapi.Error(c, http.StatusUnsupportedMediaType, "Content-Type must be application/json", nil)
+		return
+	}
+	if c.Request.ContentLength > MaxBodyBytes {
+		httpapi.Error(c, http.StatusRequestEntityTooLarge, tooLargeMessage, nil)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		httpapi.Error(c, http.StatusRequestEntityTooLarge, tooLargeMessage, nil)
+		return
+	}
+	if err != nil {
+		httpapi.Error(c, http.StatusBadRequest, "the request body could not be read", nil)
+		return
+	}
+
+	acts, many, err := h.svc.validator.Decode(body)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	if h.author != nil {
+		h.fillAuthor(c, acts)
+	}
+
+	res, err := h.svc.Record(c.Request.Context(), acts)
+	if err != nil {
+		h.failRecord(c, many, err)
+		return
+	}
+	status := http.StatusCreated
+	if res.AllRecorded {
+		status = http.StatusOK
+	}
+	c.Header(PositionHeader, strconv.FormatUint(res.Position, 10))
+	if !many {
+		c.Header("Location", APIPath+"/"+res.Activities[0].ID)
+		c.JSON(status, res.Activities[0])
+		return
+	}
+	c.JSON(status, res.Activities)
+}
+
+const tooLargeMessage = "the request body is larger than 1 MiB"
+
+// jsonContent accepts application/json and application/*+json, in UTF-8.
+func jsonContent(ct string) bool {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return false
+	}
+	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
+}
+
+func (h *recordHandler) fillAuthor(c *gin.Context, acts []activity.Activity) {
+	var author activity.Author
+	looked, ok := false, false
+	for i := range acts {
+		if acts[i].AuthorDetails != (activity.Author{}) {
+			continue
+		}
+		if !looked {
+			author, ok = h.author(c)
+			looked = true
+		}
+		if !ok {
+			return
+		}
+		acts[i].AuthorDetails = author
+	}
+}
+
+// fail answers a validation error with 400, anything else with 500.
+func (h *recordHandler) fail(c *gin.Context, err error) {
+	var ve *activity.ValidationError
+	if errors.As(err, &ve) {
+		httpapi.Error(c, http.StatusBadRequest, "the request holds invalid activities", ve.Fields)
+		return
+	}
+	httpapi.Internal(c, err)
+}
+
+// failRecord maps the errors of Service.Record to statuses: the one place
+// where that is decided.
+func (h *recordHandler) failRecord(c *gin.Context, many bool, err error) {
+	var ce *ConflictError
+	switch {
+	case errors.As(err, &ce):
+		if ce.Index < 0 {
+			httpapi.Error(c, http.StatusConflict,
+				"an activity id for target "+ce.TargetID+" is already recorded with different content", nil)
+			return
+		}
+		field := "id"
+		if many {
+			field = fmt.Sprintf("[%d].id", ce.Index)
+		}
+		msg := "activity id " + ce.ID + " is already recorded with different content"
+		httpapi.Error(c, http.StatusConflict, msg, map[string][]string{field: {"is already recorded with different content"}})
+	case errors.As(err, new(*activity.ValidationError)):
+		h.fail(c, err)
+	case errors.Is(err, eventstore.ErrTooLarge):
+		httpapi.Error(c, http.StatusRequestEntityTooLarge, "the activities are too large for the event store to record at once", nil)
+	case errors.Is(err, eventstore.ErrInvalid):
+		httpapi.Error(c, http.StatusBadRequest, "the event store cannot take these activities: check targetId and id", nil)
+	case errors.Is(err, eventstore.ErrUnavailable), errors.Is(err, eventstore.ErrConflict),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		// ErrConflict cannot mean a failed expectation (Record appends with
+		// Any): the store gave up on a contended stream. Both are worth a
+		// retry with the same ids.
+		httpapi.Logger(c).Warn("activities not recorded", "err", err)
+		c.Header("Retry-After", "1")
+		httpapi.Error(c, http.StatusServiceUnavailable, "", nil)
+	default:
+		httpapi.Internal(c, err)
+	}
+}

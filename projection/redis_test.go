@@ -1,0 +1,163 @@
+package projection_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/council/activityhistory/projection"
+	"github.com/council/activityhistory/projection/readmodeltest"
+	"github.com/council/activityhistory/projection/redistest"
+)
+
+// commandLog records the commands a client sends, pipelines included.
+type commandLog struct {
+	mu    sync.Mutex
+	trips [][]string // one entry per round trip
+}
+
+func (l *commandLog) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (l *commandLog) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		l.add(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (l *commandLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		l.add(cmds...)
+		return next(ctx, cmds)
+	}
+}
+
+func (l *commandLog) add(cmds ...redis.Cmder) {
+	names := make([]string, len(cmds))
+	for i, c := range cmds {
+		names[i] = strings.ToLower(c.Name())
+	}
+	l.mu.Lock()
+	l.trips = append(l.trips, names)
+	l.mu.Unlock()
+}
+
+func (l *commandLog) take() [][]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.trips
+	l.trips = nil
+	return t
+}
+
+func TestRedisPageIsOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, prefix := redistest.Client(t)
+	log := &commandLog{}
+	c.AddHook(log)
+	m := projection.NewRedis(c, prefix)
+	const target = "one-trip"
+	if err := m.Apply(ctx, 1, readmodeltest.Series(target, 0, 30)); err != nil {
+		t.Fatal(err)
+	}
+	log.take()
+	// The first page may load the script (EVALSHA, then EVAL on NOSCRIPT);
+	// from then on a page is one EVALSHA.
+	for i, maxTrips := range []int{2, 1, 1} {
+		docs, found, err := m.Page(ctx, target, "", 11)
+		if err != nil || !found || len(docs) != 11 {
+			t.Fatalf("page %d: %d docs, found=%v, err=%v", i, len(docs), found, err)
+		}
+		trips := log.take()
+		if len(trips) == 0 || len(trips) > maxTrips || len(trips[len(trips)-1]) != 1 {
+			t.Fatalf("page %d: round trips %v, want at most %d with one command each", i, trips, maxTrips)
+		}
+	}
+}
+
+func TestRedisApplyIsOnePipelineThenCheckpoint(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, prefix := redistest.Client(t)
+	log := &commandLog{}
+	c.AddHook(log)
+	m := projection.NewRedis(c, prefix)
+	acts := readmodeltest.Series("pipe", 0, 50)
+	if err := m.Apply(ctx, 7, acts); err != nil {
+		t.Fatal(err)
+	}
+	trips := log.take()
+	if len(trips) < 2 || len(trips[0]) != 3*len(acts) {
+		t.Fatalf("round trips %v, want one pipeline of %d commands first", trips, 3*len(acts))
+	}
+	for _, name := range trips[0] {
+		if name != "hset" && name != "zadd" && name != "set" {
+			t.Fatalf("pipeline holds %q", name)
+		}
+	}
+	// The keys follow the documented layout.
+	a := acts[0]
+	if got, err := c.Get(ctx, prefix+"id:"+a.ID).Result(); err != nil || got != "pipe" {
+		t.Fatalf("id key: %q, %v", got, err)
+	}
+	if got, err := c.ZScore(ctx, prefix+"{pipe}:idx", a.SortKey()).Result(); err != nil || got != 0 {
+		t.Fatalf("index member: %v, %v", got, err)
+	}
+	if n, err := c.HLen(ctx, prefix+"{pipe}:doc").Result(); err != nil || n != 50 {
+		t.Fatalf("documents: %d, %v", n, err)
+	}
+	if got, err := c.Get(ctx, prefix+"checkpoint").Result(); err != nil || got != "7" {
+		t.Fatalf("checkpoint key: %q, %v", got, err)
+	}
+}
+
+func TestRedisPrefixesAreIsolated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, prefix := redistest.Client(t)
+	a, b := projection.NewRedis(c, prefix+"a:"), projection.NewRedis(c, prefix+"b:")
+	if err := a.Apply(ctx, 3, readmodeltest.Series("shared", 0, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := b.Page(ctx, "shared", "", 10); found {
+		t.Fatal("a target of prefix a: is found under prefix b:")
+	}
+	if cp, _ := b.Checkpoint(ctx); cp != 0 {
+		t.Fatalf("checkpoint under b: = %d, want 0", cp)
+	}
+}
+
+func TestRedisErrorsWhenUnreachable(t *testing.T) {
+	t.Parallel()
+	// A listener that is closed at once: nothing answers on its address.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialerRetries: 1})
+	defer c.Close()
+	m := projection.NewRedis(c, "ah:")
+	ctx := context.Background()
+	if err := m.Ping(ctx); err == nil {
+		t.Error("ping succeeded")
+	}
+	if err := m.Apply(ctx, 1, readmodeltest.Series("t", 0, 1)); err == nil {
+		t.Error("apply succeeded")
+	}
+	if _, _, err := m.Page(ctx, "t", "", 10); err == nil {
+		t.Error("page succeeded")
+	}
+	if _, _, err := m.Get(ctx, "x"); err == nil {
+		t.Error("get succeeded")
+	}
+	if _, err := m.Checkpoint(ctx); err == nil {
+		t.Error("checkpoint succeeded")
+	}
+}
