@@ -16,7 +16,7 @@ build: ## build the binary into bin/
 
 .PHONY: run
 run: build ## run the all-in-one service on 127.0.0.1:8080 (embedded JetStream; Redis when REDIS_URL is set)
-	./$(BIN) serve
+	./$(BIN) serve --dev-auth
 
 .PHONY: test
 test: ## run the whole test suite (starts a throwaway redis-server when REDIS_URL is unset)

@@ -40,15 +40,11 @@ type EngineDeps struct {
 	Author func(c *gin.Context) (activity.Author, bool)
 }
 
-// NewEngine returns the command gin engine: POST APIPath.
-//
-// gin matches paths case-sensitively and has no hook before routing, while
-// clients call /api/v1/activityhistory too. So the engine returned is a thin
-// shell that only rewrites the API prefix to its canonical spelling and
-// hands the request to the engine holding the route and the shared
-// middleware (no redirect). Routes added to the returned engine would
-// bypass that middleware.
-func NewEngine(svc *Service, deps EngineDeps) *gin.Engine {
+// Engine is the command gin engine; paths under APIPath match in any case.
+type Engine struct{ *httpapi.FoldedEngine }
+
+// NewEngine returns the command engine: POST APIPath.
+func NewEngine(svc *Service, deps EngineDeps) *Engine {
 	log := deps.Logger
 	if log == nil {
 		log = slog.Default()
@@ -57,65 +53,7 @@ func NewEngine(svc *Service, deps EngineDeps) *gin.Engine {
 	h := &recordHandler{svc: svc, author: deps.Author}
 	api.POST(APIPath, append(slices.Clip(deps.Middleware), h.serve)...)
 
-	shell := gin.New()
-	shell.NoRoute(func(c *gin.Context) {
-		api.ServeHTTP(c.Writer, canonicalPath(c.Request, APIPath))
-		// A response without a body must still go out with its own status,
-		// not the shell's 404.
-		c.Writer.WriteHeaderNow()
-	})
-	return shell
-}
-
-// canonicalPath returns r with a path starting with prefix in any ASCII
-// case rewritten to start with prefix exactly.
-func canonicalPath(r *http.Request, prefix string) *http.Request {
-	p, ok := fold(r.URL.Path, prefix)
-	if !ok || p == r.URL.Path {
-		return r
-	}
-	r2 := new(http.Request)
-	*r2 = *r
-	u := *r.URL
-	u.Path = p
-	if raw, ok := fold(u.RawPath, prefix); ok {
-		u.RawPath = raw
-	}
-	r2.URL = &u
-	return r2
-}
-
-// fold replaces a case-insensitive match of prefix (a whole path segment
-// boundary) at the start of p with prefix.
-func fold(p, prefix string) (string, bool) {
-	if len(p) < len(prefix) || !asciiEqualFold(p[:len(prefix)], prefix) {
-		return p, false
-	}
-	if len(p) > len(prefix) && p[len(prefix)] != '/' {
-		return p, false
-	}
-	return prefix + p[len(prefix):], true
-}
-
-// asciiEqualFold is strings.EqualFold for ASCII only, so that no Unicode
-// folding (e.g. the Kelvin sign for k) makes another path match.
-func asciiEqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range len(a) {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
+	return &Engine{FoldedEngine: &httpapi.FoldedEngine{Engine: api, Prefix: APIPath}}
 }
 
 type recordHandler struct {

@@ -35,7 +35,7 @@ type EngineDeps struct {
 // http.Handler): that is what makes the API path case-insensitive. Routes
 // may be added to it as to any gin engine.
 type Engine struct {
-	*gin.Engine
+	*httpapi.FoldedEngine
 }
 
 // NewEngine returns the query engine: GET APIPath and GET APIPath/:id. It
@@ -53,44 +53,7 @@ func NewEngine(svc *Service, deps EngineDeps) *Engine {
 	api := e.Group(APIPath, deps.Middleware...)
 	api.GET("", h.history)
 	api.GET("/:id", h.get)
-	return &Engine{Engine: e}
-}
-
-// ServeHTTP routes r after giving a case-variant of APIPath (such as the
-// frontend's /api/v1/activityhistory) its canonical spelling. gin matches
-// paths case-sensitively and can only fix them by redirecting, which costs
-// API clients a round trip, may lose the method or body, and is not
-// followed by every client. Rewriting before routing keeps one set of
-// routes, so metrics and logs see the canonical route.
-func (e *Engine) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p, ok := foldAPIPath(r.URL.Path); ok {
-		r2 := new(http.Request)
-		*r2 = *r
-		u := *r.URL
-		u.Path = p
-		u.RawPath = ""
-		if raw, ok := foldAPIPath(r.URL.RawPath); ok {
-			u.RawPath = raw
-		}
-		r2.URL = &u
-		r = r2
-	}
-	e.Engine.ServeHTTP(w, r)
-}
-
-// Handler returns e itself, so that code asking gin for the handler keeps
-// the case folding.
-func (e *Engine) Handler() http.Handler { return e }
-
-// foldAPIPath returns p with a case-variant APIPath prefix spelled as
-// APIPath, and whether it changed anything. Only ASCII letters fold:
-// Unicode folding would let "ſ" stand for "s".
-func foldAPIPath(p string) (string, bool) {
-	n := len(APIPath)
-	if len(p) < n || (len(p) > n && p[n] != '/') || p[:n] == APIPath || !foldEqual(p[:n], APIPath) {
-		return p, false
-	}
-	return APIPath + p[n:], true
+	return &Engine{FoldedEngine: &httpapi.FoldedEngine{Engine: e, Prefix: APIPath}}
 }
 
 func lowerASCII(b byte) byte {

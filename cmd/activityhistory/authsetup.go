@@ -1,0 +1,110 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/council/activityhistory/auth"
+)
+
+// devGroup is the group of development mode's generated token.
+const devGroup = "activity-history-dev"
+
+// newAuthenticator builds the authenticator from the configuration. With
+// nothing configured it refuses to start, unless development mode is asked
+// for: then it generates a secret under the data dir and prints a token.
+func newAuthenticator(cfg config, log *slog.Logger, stdout io.Writer) (*auth.Authenticator, error) {
+	if cfg.AuthDisabled {
+		log.Warn("AUTHENTICATION IS DISABLED (AUTH_DISABLED=true): anyone who can reach this service can read and write history")
+		return auth.New(auth.Config{Disabled: true})
+	}
+	ac := auth.Config{
+		ReadGroups:  cfg.AuthReadGroups,
+		WriteGroups: cfg.AuthWriteGroups,
+		AuditGroups: cfg.AuthAuditGroups,
+		Skew:        cfg.AuthClockSkew,
+	}
+	if cfg.AuthJWTSecret != "" {
+		ac.HMACSecret = []byte(cfg.AuthJWTSecret)
+	}
+	if cfg.AuthPublicKeys != "" {
+		pem, err := os.ReadFile(cfg.AuthPublicKeys)
+		if err != nil {
+			return nil, fmt.Errorf("AUTH_JWT_PUBLIC_KEYS: %w", err)
+		}
+		ac.PublicKeysPEM = pem
+	}
+	dev := ac.HMACSecret == nil && ac.PublicKeysPEM == nil
+	if dev && !cfg.AuthDev {
+		return nil, errors.New("no authentication configured: set AUTH_JWT_SECRET and/or AUTH_JWT_PUBLIC_KEYS with AUTH_READ_GROUPS/AUTH_WRITE_GROUPS, " +
+			"or --dev-auth (AUTH_DEV=true) for a development token, or AUTH_DISABLED=true to run without authentication")
+	}
+	if dev {
+		secret, err := persistedSecret(filepath.Join(cfg.DataDir, "dev-jwt.key"))
+		if err != nil {
+			return nil, err
+		}
+		ac.HMACSecret = secret
+		for _, g := range []*[]string{&ac.ReadGroups, &ac.WriteGroups, &ac.AuditGroups} {
+			if len(*g) == 0 {
+				*g = []string{devGroup}
+			}
+		}
+	}
+	var missing []string
+	if cfg.has("query") && len(ac.ReadGroups) == 0 {
+		missing = append(missing, "AUTH_READ_GROUPS (nobody could read history)")
+	}
+	if cfg.has("command") && len(ac.WriteGroups) == 0 {
+		missing = append(missing, "AUTH_WRITE_GROUPS (nobody could record activities)")
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("auth: set %s", strings.Join(missing, " and "))
+	}
+	a, err := auth.New(ac)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	if kids := a.KeyIDs(); len(kids) > 0 {
+		log.Info("auth: public keys loaded", "kids", kids)
+	}
+	if dev {
+		log.Warn("auth: development mode, with a secret generated in the data dir; do not use in production",
+			"secretFile", filepath.Join(cfg.DataDir, "dev-jwt.key"))
+		tok, err := auth.Mint(ac.HMACSecret, auth.MintClaims{
+			Subject: "developer", Name: "Developer", Email: "developer@example.org",
+			Groups: []string{devGroup}, TTL: 12 * time.Hour,
+		}, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		printDevBanner(stdout, cfg.HTTPAddr, tok)
+	}
+	return a, nil
+}
+
+// printDevBanner goes to stdout, not the log: tokens never go into logs.
+func printDevBanner(w io.Writer, addr, tok string) {
+	base := "http://" + addr
+	fmt.Fprintf(w, `
+Activity History is starting in development auth mode.
+A read/write token for group %q, valid 12 hours:
+
+  export TOKEN=%s
+
+Try it:
+
+  curl -s -X POST %s/api/v1/activityHistory -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{"targetId":"0a4a1e2c-4cf3-4b5e-9d89-6f2a1c3e5b7d","type":"create","targetType":"person","newData":{"surname":"Kimakhe"}}'
+  curl -s -H "Authorization: Bearer $TOKEN" '%s/api/v1/activityHistory?targetId=0a4a1e2c-4cf3-4b5e-9d89-6f2a1c3e5b7d'
+
+API docs: %s/swagger/
+
+`, devGroup, tok, base, base, base)
+}

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is everything serve needs, from flags or the environment.
+type config struct {
+	Roles            []string
+	HTTPAddr         string
+	DataDir          string
+	EventStoreURL    string
+	EventStoreRepl   int
+	EventStoreSync   string
+	RedisURL         string
+	RedisPrefix      string
+	TargetIDFormat   string
+	ExtraTargetTypes []string
+	CursorSecret     string
+	LogLevel         string
+	LogFormat        string
+	ShutdownTimeout  time.Duration
+
+	AuthDisabled      bool
+	AuthDev           bool
+	AuthJWTSecret     string
+	AuthPublicKeys    string
+	AuthReadGroups    []string
+	AuthWriteGroups   []string
+	AuthAuditGroups   []string
+	AuthClockSkew     time.Duration
+	CORSAllowedOrigin []string
+}
+
+// envFlags binds flags to environment variables: a flag's default is its
+// variable's value when set, so the command line wins over the environment.
+type envFlags struct {
+	fs     *flag.FlagSet
+	getenv func(string) string
+	errs   []error
+}
+
+func (e *envFlags) env(name, def string) string {
+	if v, ok := lookup(e.getenv, name); ok {
+		return v
+	}
+	return def
+}
+
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := strings.TrimSpace(getenv(name))
+	return v, v != ""
+}
+
+func (e *envFlags) str(p *string, flagName, envName, def, help string) {
+	e.fs.StringVar(p, flagName, e.env(envName, def), help+" (env "+envName+")")
+}
+
+func (e *envFlags) list(p *[]string, flagName, envName, def, help string) {
+	*p = splitList(e.env(envName, def))
+	e.fs.Func(flagName, help+", comma-separated (env "+envName+")", func(s string) error {
+		*p = splitList(s)
+		return nil
+	})
+}
+
+func (e *envFlags) boolean(p *bool, flagName, envName string, def bool, help string) {
+	v := def
+	if s, ok := lookup(e.getenv, envName); ok {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: want true or false", envName, s))
+		}
+		v = b
+	}
+	e.fs.BoolVar(p, flagName, v, help+" (env "+envName+")")
+}
+
+func (e *envFlags) integer(p *int, flagName, envName string, def int, help string) {
+	v := def
+	if s, ok := lookup(e.getenv, envName); ok {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: want an integer", envName, s))
+		}
+		v = n
+	}
+	e.fs.IntVar(p, flagName, v, help+" (env "+envName+")")
+}
+
+func (e *envFlags) duration(p *time.Duration, flagName, envName string, def time.Duration, help string) {
+	v := def
+	if s, ok := lookup(e.getenv, envName); ok {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: want a duration such as 30s", envName, s))
+		}
+		v = d
+	}
+	e.fs.DurationVar(p, flagName, v, help+" (env "+envName+")")
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parseServeConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	e := &envFlags{fs: fs, getenv: getenv}
+	e.list(&c.Roles, "roles", "ROLES", "command,query,projector", "roles to run: command, query, projector")
+	e.str(&c.HTTPAddr, "http-addr", "HTTP_ADDR", "127.0.0.1:8080", "address to serve HTTP on")
+	e.str(&c.DataDir, "data-dir", "DATA_DIR", "./data", "directory for the embedded event store and generated dev secrets")
+	e.str(&c.EventStoreURL, "eventstore-url", "EVENTSTORE_URL", "", "event store: empty = embedded JetStream; nats://host:4222[,nats://…] = JetStream server or cluster; esdb:// or kurrentdb:// = EventStoreDB/KurrentDB")
+	e.integer(&c.EventStoreRepl, "eventstore-replicas", "EVENTSTORE_REPLICAS", 1, "JetStream stream replicas (3 recommended on a cluster)")
+	e.str(&c.EventStoreSync, "eventstore-sync", "EVENTSTORE_SYNC", "default", "embedded JetStream fsync: default (batched, every 2 min) or always (before every ack)")
+	e.str(&c.RedisURL, "redis-url", "REDIS_URL", "", "Redis read model (redis://host:6379/0); empty = in-memory read model rebuilt at start")
+	e.str(&c.RedisPrefix, "redis-prefix", "REDIS_PREFIX", "ah:", "prefix of every Redis key")
+	e.str(&c.TargetIDFormat, "target-id-format", "TARGET_ID_FORMAT", "uuid", "targetId format: uuid or opaque (1-128 of A-Za-z0-9._~+/=-)")
+	e.list(&c.ExtraTargetTypes, "extra-target-types", "ACTIVITY_EXTRA_TARGET_TYPES", "", "target types accepted besides the built-in ones")
+	e.str(&c.CursorSecret, "cursor-secret", "CURSOR_SECRET", "", "secret (32+ bytes) signing pagination tokens; same on every query replica; empty = generated once under the data dir")
+	e.str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	e.str(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
+	e.duration(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 15*time.Second, "how long to drain requests on SIGTERM")
+	e.boolean(&c.AuthDisabled, "auth-disabled", "AUTH_DISABLED", false, "turn authentication off (logs a warning at every start)")
+	e.boolean(&c.AuthDev, "dev-auth", "AUTH_DEV", false, "development auth when none is configured: generate a secret under the data dir and print a token")
+	e.str(&c.AuthJWTSecret, "auth-jwt-secret", "AUTH_JWT_SECRET", "", "HS256 shared secret of user tokens (32+ bytes)")
+	e.str(&c.AuthPublicKeys, "auth-jwt-public-keys", "AUTH_JWT_PUBLIC_KEYS", "", "PEM file of RS256/ES256 public keys")
+	e.list(&c.AuthReadGroups, "auth-read-groups", "AUTH_READ_GROUPS", "", "groups allowed to read history")
+	e.list(&c.AuthWriteGroups, "auth-write-groups", "AUTH_WRITE_GROUPS", "", "groups allowed to record activities")
+	e.list(&c.AuthAuditGroups, "auth-audit-groups", "AUTH_AUDIT_GROUPS", "", "groups allowed to use the audit endpoints")
+	e.duration(&c.AuthClockSkew, "auth-clock-skew", "AUTH_CLOCK_SKEW", 30*time.Second, "allowed clock skew for exp/nbf")
+	e.list(&c.CORSAllowedOrigin, "cors-allowed-origins", "CORS_ALLOWED_ORIGINS", "*", "origins allowed by CORS")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, errUsage
+		}
+		return c, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if err := errors.Join(e.errs...); err != nil {
+		return c, err
+	}
+	return c, c.check()
+}
+
+func (c *config) check() error {
+	var errs []error
+	if len(c.Roles) == 0 {
+		errs = append(errs, errors.New("roles: at least one of command, query, projector is needed"))
+	}
+	for _, r := range c.Roles {
+		if r != "command" && r != "query" && r != "projector" {
+			errs = append(errs, fmt.Errorf("roles: unknown role %q (want command, query, projector)", r))
+		}
+	}
+	if c.EventStoreSync != "default" && c.EventStoreSync != "always" {
+		errs = append(errs, fmt.Errorf("EVENTSTORE_SYNC=%q: want default or always", c.EventStoreSync))
+	}
+	if c.EventStoreRepl < 1 || c.EventStoreRepl > 5 {
+		errs = append(errs, fmt.Errorf("EVENTSTORE_REPLICAS=%d: want 1 to 5", c.EventStoreRepl))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: want json or text", c.LogFormat))
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel))
+	}
+	if c.AuthDisabled && (c.AuthJWTSecret != "" || c.AuthPublicKeys != "") {
+		errs = append(errs, errors.New("AUTH_DISABLED=true with AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEYS set: choose one"))
+	}
+	if c.CursorSecret != "" && len(c.CursorSecret) < 32 {
+		errs = append(errs, errors.New("CURSOR_SECRET: must be at least 32 bytes"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *config) has(role string) bool {
+	for _, r := range c.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+func newLogger(c config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

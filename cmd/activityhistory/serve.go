@@ -1,0 +1,379 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/council/activityhistory/activity"
+	"github.com/council/activityhistory/apidocs"
+	"github.com/council/activityhistory/auth"
+	"github.com/council/activityhistory/command"
+	"github.com/council/activityhistory/eventstore"
+	"github.com/council/activityhistory/eventstore/esdb"
+	"github.com/council/activityhistory/eventstore/natsjs"
+	"github.com/council/activityhistory/httpapi"
+	"github.com/council/activityhistory/projection"
+	"github.com/council/activityhistory/query"
+)
+
+// store is what serve needs of an event store adapter.
+type store interface {
+	eventstore.Store
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// readModel is what serve needs of a read model.
+type readModel interface {
+	projection.ReadModel
+	projection.Reader
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseServeConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	gin.SetMode(gin.ReleaseMode)
+
+	app, err := build(ctx, cfg, log, stdout)
+	if err != nil {
+		return err
+	}
+	defer app.close()
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	return app.run(ctx, ln)
+}
+
+// app is the wired service: its parts and how to stop them.
+type app struct {
+	cfg       config
+	log       *slog.Logger
+	store     store
+	model     readModel
+	projector *projection.Projector
+	handler   http.Handler
+	ready     *atomic.Bool
+	closers   []func() error
+}
+
+func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) (_ *app, err error) {
+	a := &app{cfg: cfg, log: log, ready: &atomic.Bool{}}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	validator, err := activity.NewValidator(activity.Rules{
+		TargetIDFormat:   activity.TargetIDFormat(cfg.TargetIDFormat),
+		ExtraTargetTypes: targetTypes(cfg.ExtraTargetTypes),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("TARGET_ID_FORMAT: %w", err)
+	}
+
+	if a.store, err = openStore(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, a.store.Close)
+	checks := []check{{name: "EventStore", description: storeDescription(cfg), ping: a.store.Ping}}
+
+	needModel := cfg.has("query") || cfg.has("projector")
+	if needModel {
+		if cfg.RedisURL == "" && cfg.has("query") != cfg.has("projector") {
+			return nil, errors.New("the in-memory read model needs the query and projector roles in one process; set REDIS_URL to split them")
+		}
+		if a.model, err = openReadModel(ctx, cfg, a); err != nil {
+			return nil, err
+		}
+		checks = append(checks, check{name: "ReadModel", description: modelDescription(cfg), ping: a.model.Ping})
+	}
+	if cfg.has("projector") {
+		a.projector = projection.NewProjector(a.store, a.model, projection.ProjectorOptions{Logger: log, Registerer: reg})
+	}
+
+	authn, err := newAuthenticator(cfg, log, stdout)
+	if err != nil {
+		return nil, err
+	}
+	metrics := httpapi.NewMetrics(reg)
+	o := &ops{checks: checks, ready: a.ready, reg: reg}
+	var cmdEngine, queryEngine http.Handler
+	if cfg.has("command") {
+		svc := command.NewService(a.store, validator, command.Options{})
+		e := command.NewEngine(svc, command.EngineDeps{
+			Logger:     log,
+			Metrics:    metrics,
+			Middleware: []gin.HandlerFunc{authn.Require(auth.Write)},
+			Author:     auth.Author,
+		})
+		o.mount(e)
+		apidocs.Mount(e)
+		cmdEngine = e
+	}
+	if cfg.has("query") {
+		secret, err := cursorSecret(cfg)
+		if err != nil {
+			return nil, err
+		}
+		svc, err := query.New(a.model, query.Options{Validator: validator, CursorSecret: secret})
+		if err != nil {
+			return nil, err
+		}
+		e := query.NewEngine(svc, query.EngineDeps{
+			Logger:     log,
+			Metrics:    metrics,
+			Middleware: []gin.HandlerFunc{authn.Require(auth.Read)},
+		})
+		o.mount(e)
+		apidocs.Mount(e)
+		queryEngine = e
+	}
+	if cmdEngine == nil && queryEngine == nil {
+		// Projector only: still serve health and metrics.
+		e := httpapi.NewEngine("ops", log, metrics)
+		o.mount(e)
+		queryEngine = e
+	}
+	a.handler = httpapi.CORS(cfg.CORSAllowedOrigin, splitByMethod(queryEngine, cmdEngine))
+	return a, nil
+}
+
+// splitByMethod serves the all-in-one mode from one address: reads go to
+// the query engine, writes to the command engine.
+func splitByMethod(read, write http.Handler) http.Handler {
+	switch {
+	case read == nil:
+		return write
+	case write == nil:
+		return read
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+			read.ServeHTTP(w, r)
+		default:
+			write.ServeHTTP(w, r)
+		}
+	})
+}
+
+func targetTypes(s []string) []activity.TargetType {
+	out := make([]activity.TargetType, len(s))
+	for i, t := range s {
+		out[i] = activity.TargetType(t)
+	}
+	return out
+}
+
+func openStore(ctx context.Context, cfg config, log *slog.Logger) (store, error) {
+	u := cfg.EventStoreURL
+	switch {
+	case u == "":
+		s, err := natsjs.Open(ctx, natsjs.Config{
+			DataDir:    filepath.Join(cfg.DataDir, "eventstore"),
+			Replicas:   1,
+			SyncAlways: cfg.EventStoreSync == "always",
+			Logger:     log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("embedded event store: %w", err)
+		}
+		log.Info("event store: embedded JetStream", "dir", filepath.Join(cfg.DataDir, "eventstore"), "sync", cfg.EventStoreSync)
+		return s, nil
+	case strings.HasPrefix(u, "nats://") || strings.HasPrefix(u, "tls://"):
+		s, err := natsjs.Open(ctx, natsjs.Config{URLs: splitList(u), Replicas: cfg.EventStoreRepl, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("JetStream at %s: %w", redactURL(u), err)
+		}
+		log.Info("event store: JetStream", "url", redactURL(u), "replicas", cfg.EventStoreRepl)
+		return s, nil
+	case strings.HasPrefix(u, "esdb://") || strings.HasPrefix(u, "esdb+discover://") ||
+		strings.HasPrefix(u, "kurrentdb://") || strings.HasPrefix(u, "kurrentdb+discover://"):
+		s, err := esdb.Open(ctx, esdb.Config{URL: u, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("EventStoreDB at %s: %w", redactURL(u), err)
+		}
+		log.Info("event store: EventStoreDB/KurrentDB", "url", redactURL(u))
+		return s, nil
+	default:
+		return nil, fmt.Errorf("EVENTSTORE_URL=%q: want nats://, esdb:// or kurrentdb://", redactURL(u))
+	}
+}
+
+func openReadModel(ctx context.Context, cfg config, a *app) (readModel, error) {
+	if cfg.RedisURL == "" {
+		a.log.Info("read model: in memory, rebuilt from the event store")
+		return projection.NewMemory(), nil
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	c := redis.NewClient(opts)
+	a.closers = append(a.closers, c.Close)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := c.Ping(pctx).Err(); err != nil {
+		return nil, fmt.Errorf("redis at %s: %w", redactURL(cfg.RedisURL), err)
+	}
+	a.log.Info("read model: Redis", "url", redactURL(cfg.RedisURL), "prefix", cfg.RedisPrefix)
+	return projection.NewRedis(c, cfg.RedisPrefix), nil
+}
+
+func storeDescription(cfg config) string {
+	if cfg.EventStoreURL == "" {
+		return "embedded JetStream"
+	}
+	return "event store at " + redactURL(cfg.EventStoreURL)
+}
+
+func modelDescription(cfg config) string {
+	if cfg.RedisURL == "" {
+		return "in-memory read model"
+	}
+	return "Redis read model"
+}
+
+// redactURL drops credentials so that URLs can be logged.
+func redactURL(u string) string {
+	parts := splitList(u)
+	for i, p := range parts {
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			if s := strings.Index(p, "://"); s >= 0 && s < at {
+				parts[i] = p[:s+3] + "***@" + p[at+1:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// cursorSecret is CURSOR_SECRET, or one generated once and kept under the
+// data dir so that tokens outlive a restart of the all-in-one service.
+func cursorSecret(cfg config) ([]byte, error) {
+	if cfg.CursorSecret != "" {
+		return []byte(cfg.CursorSecret), nil
+	}
+	return persistedSecret(filepath.Join(cfg.DataDir, "cursor.key"))
+}
+
+func persistedSecret(path string) ([]byte, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if s := strings.TrimSpace(string(b)); len(s) >= 32 {
+			return []byte(s), nil
+		}
+		return nil, fmt.Errorf("%s: too short; delete it to generate a new one", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read secret: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	s := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write secret: %w", err)
+	}
+	return []byte(s), nil
+}
+
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](); err != nil {
+			a.log.Warn("close", "err", err)
+		}
+	}
+	a.closers = nil
+}
+
+// run serves on ln until ctx ends, then drains.
+func (a *app) run(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	if a.projector != nil {
+		go func() {
+			if err := a.projector.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("projector: %w", err)
+			}
+		}()
+	}
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	go a.becomeReady(ctx)
+	a.log.Info("serving", "addr", ln.Addr().String(), "roles", strings.Join(a.cfg.Roles, ","))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	a.ready.Store(false)
+	a.log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		a.log.Warn("http shutdown", "err", err)
+	}
+	cancel()
+	return runErr
+}
+
+// becomeReady flips readiness once the read model has caught up with what
+// the store held at start, so a new replica never serves a partial history.
+func (a *app) becomeReady(ctx context.Context) {
+	if a.projector != nil {
+		if p, ok := a.store.(interface {
+			LastPosition(ctx context.Context) (uint64, error)
+		}); ok {
+			pos, err := p.LastPosition(ctx)
+			if err != nil {
+				a.log.Warn("read store position", "err", err)
+			} else if err := a.projector.WaitFor(ctx, pos); err != nil {
+				return
+			}
+			a.log.Info("read model caught up", "position", pos)
+		}
+	}
+	a.ready.Store(true)
+}

@@ -1,0 +1,344 @@
+package natsjs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/council/activityhistory/eventstore"
+)
+
+// JetStream error codes an append reacts to (nats-server errors.json).
+const (
+	codeWrongLastSeq      = 10071 // expected last (subject) sequence did not match
+	codeWrongLastSeqConst = 10164 // same, or another write to the subject is in flight
+	codeDupMsgInBatch     = 10201 // a Nats-Msg-Id of the batch is already recorded
+	codeDupMsgInProcess   = 10158 // a Nats-Msg-Id is being written right now
+	codeBatchIncomplete   = 10176 // batch lost a message, e.g. rejected before commit
+	codeTooManyBatches    = 10210 // too many atomic batches in flight
+	codeMsgTooLarge       = 10054
+	codeBatchTooLarge     = 10199
+)
+
+// maxAttempts bounds retries after a lost race or a busy server.
+const maxAttempts = 50
+
+// errRetry marks an attempt that lost a race or met a busy server.
+var errRetry = errors.New("retry")
+
+// Append writes the new events of one call as one atomic batch: for each
+// event its message on the stream's subject, then an id-index message on
+// the id's subject. The first event message expects the stream's head
+// sequence and every id-index message expects sequence 0, so the server
+// rejects the whole batch when the stream moved or an id exists.
+func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedRevision, events ...eventstore.Event) (eventstore.AppendResult, error) {
+	if err := checkStream(stream); err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append: %w", err)
+	}
+	switch {
+	case len(events) == 0:
+		return eventstore.AppendResult{}, fmt.Errorf("append %s: no events: %w", stream, eventstore.ErrInvalid)
+	case len(events) > eventstore.MaxEventsPerAppend:
+		return eventstore.AppendResult{}, fmt.Errorf("append %s: %d events > %d: %w", stream, len(events), eventstore.MaxEventsPerAppend, eventstore.ErrTooLarge)
+	case expected < eventstore.Any:
+		return eventstore.AppendResult{}, fmt.Errorf("append %s: expected revision %d: %w", stream, expected, eventstore.ErrInvalid)
+	}
+	// An id repeated within the call with the same content is one event.
+	var uniq []eventstore.Event
+	var sums []string
+	slot := make([]int, len(events)) // events[i] is uniq[slot[i]]
+	first := make(map[string]int, len(events))
+	for i, ev := range events {
+		if err := checkEvent(ev); err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
+		}
+		sum := contentSum(ev)
+		if j, ok := first[ev.ID]; ok {
+			if sums[j] != sum {
+				return eventstore.AppendResult{}, fmt.Errorf("append %s: event %s given twice with different content: %w", stream, ev.ID, eventstore.ErrDuplicateID)
+			}
+			slot[i] = j
+			continue
+		}
+		first[ev.ID] = len(uniq)
+		slot[i] = len(uniq)
+		uniq = append(uniq, ev)
+		sums = append(sums, sum)
+	}
+
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	unlock := s.locks.lock(stream)
+	defer unlock()
+	for attempt := 1; ; attempt++ {
+		recs, n, err := s.appendOnce(ctx, stream, expected, uniq, sums)
+		if err == nil {
+			out := eventstore.AppendResult{Records: make([]eventstore.Record, len(events)), Appended: n}
+			for i := range events {
+				out.Records[i] = recs[slot[i]]
+			}
+			return out, nil
+		}
+		if !errors.Is(err, errRetry) {
+			return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
+		}
+		if attempt == maxAttempts {
+			return eventstore.AppendResult{}, fmt.Errorf("append %s: still contended after %d attempts: %w: %w", stream, attempt, eventstore.ErrConflict, err)
+		}
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, backendErr(ctx, err))
+		}
+	}
+}
+
+// appendOnce makes one attempt. It returns the record of each event and
+// how many it wrote, or an error wrapping errRetry when the caller should
+// look again and retry.
+func (s *Store) appendOnce(ctx context.Context, stream string, expected eventstore.ExpectedRevision, evs []eventstore.Event, sums []string) ([]eventstore.Record, int, error) {
+	subj := s.evSubject(stream)
+	cur, cached := s.heads.get(stream)
+	if cached && !holds(expected, &cur) {
+		// The cache may be behind: a conflict must come from the server.
+		s.heads.drop(stream)
+		cached = false
+	}
+	// Ids are always looked up, though the batch would refuse a recorded
+	// one too: a retry must get its original records, and a refused batch
+	// would fail the other appends committed with it.
+	found, err := s.lookup(ctx, subj, evs, !cached)
+	if err != nil {
+		return nil, 0, err
+	}
+	recs := make([]eventstore.Record, len(evs))
+	var fresh []int // indexes of events to write
+	for i, ev := range evs {
+		idx, ok := found.ids[ev.ID]
+		if !ok {
+			fresh = append(fresh, i)
+			continue
+		}
+		var e idEntry
+		if err := json.Unmarshal(idx.data, &e); err != nil {
+			return nil, 0, fmt.Errorf("id index of %s: %w", ev.ID, err)
+		}
+		if e.Stream != stream || e.Sum != sums[i] {
+			return nil, 0, fmt.Errorf("event %s is recorded in stream %q revision %d: %w", ev.ID, e.Stream, e.Revision, eventstore.ErrDuplicateID)
+		}
+		if recs[i], err = s.original(ctx, subj, ev.ID, idx.seq); err != nil {
+			return nil, 0, err
+		}
+	}
+	if len(fresh) == 0 {
+		return recs, 0, nil
+	}
+	at := &cur
+	if !cached {
+		if at = found.head; at != nil {
+			s.heads.put(stream, *at)
+		}
+	}
+	if !holds(expected, at) {
+		return nil, 0, fmt.Errorf("at %s, expected %s: %w", describe(at), describeExpected(expected), eventstore.ErrConflict)
+	}
+
+	var prev *eventstore.Head
+	var prevSeq uint64
+	if at != nil {
+		prev = &eventstore.Head{Stream: stream, Revision: at.revision, Hash: at.hash, Position: at.seq}
+		prevSeq = at.seq
+	}
+	toSeal := make([]eventstore.Event, len(fresh))
+	for k, i := range fresh {
+		toSeal[k] = evs[i]
+	}
+	sealed, err := eventstore.Seal(prev, stream, toSeal)
+	if err != nil {
+		return nil, 0, err
+	}
+	c := &commit{ctx: ctx, msgs: make([]*nats.Msg, 0, 2*len(sealed)), done: make(chan commitResult, 1)}
+	for k, r := range sealed {
+		m := eventMsg(subj, r)
+		if k == 0 {
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(prevSeq, 10))
+		}
+		body, err := json.Marshal(idEntry{Stream: stream, Revision: r.Revision, Sum: sums[fresh[k]]})
+		if err != nil {
+			return nil, 0, err
+		}
+		idx := nats.NewMsg(s.idSubject(r.ID))
+		idx.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+		idx.Data = body
+		c.msgs = append(c.msgs, m, idx)
+		c.bytes += len(r.Data) + len(body) + 512
+	}
+	firstSeq, err := s.commit(ctx, c)
+	if err != nil {
+		s.heads.drop(stream)
+		return nil, 0, err
+	}
+	// An append's messages are contiguous: event, index, event, index…
+	for k := range sealed {
+		sealed[k].Position = firstSeq + 2*uint64(k)
+	}
+	last := sealed[len(sealed)-1]
+	s.heads.put(stream, head{revision: last.Revision, hash: last.Hash, seq: last.Position})
+	if err := s.stamp(ctx, subj, sealed); err != nil {
+		return nil, 0, fmt.Errorf("appended at %d but %w", firstSeq, err)
+	}
+	for k, i := range fresh {
+		recs[i] = sealed[k]
+	}
+	return recs, len(sealed), nil
+}
+
+func holds(expected eventstore.ExpectedRevision, at *head) bool {
+	switch expected {
+	case eventstore.Any:
+		return true
+	case eventstore.NoStream:
+		return at == nil
+	}
+	return at != nil && at.revision == uint64(expected)
+}
+
+func describe(at *head) string {
+	if at == nil {
+		return "no stream"
+	}
+	return "revision " + strconv.FormatUint(at.revision, 10)
+}
+
+func describeExpected(e eventstore.ExpectedRevision) string {
+	if e == eventstore.NoStream {
+		return "no stream"
+	}
+	return "revision " + strconv.FormatInt(int64(e), 10)
+}
+
+// classify sorts a failed commit into errRetry (lost a race, server busy),
+// ErrTooLarge and the rest.
+func classify(ctx context.Context, err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case codeWrongLastSeq, codeWrongLastSeqConst, codeDupMsgInBatch, codeDupMsgInProcess,
+			codeBatchIncomplete, codeTooManyBatches:
+			return fmt.Errorf("%w: %w", errRetry, err)
+		case codeMsgTooLarge, codeBatchTooLarge:
+			return fmt.Errorf("%w: %w", eventstore.ErrTooLarge, err)
+		}
+		return err
+	}
+	return backendErr(ctx, err)
+}
+
+type lookupResult struct {
+	head *head             // nil: the stream has no records
+	ids  map[string]rawMsg // id → its id-index message, for recorded ids
+}
+
+// lookup fetches the id-index entries of evs, and the stream's head when
+// withHead, in one multi-subject direct get.
+func (s *Store) lookup(ctx context.Context, subj string, evs []eventstore.Event, withHead bool) (lookupResult, error) {
+	subjects := make([]string, 0, len(evs)+1)
+	if withHead {
+		subjects = append(subjects, subj)
+	}
+	idOf := make(map[string]string, len(evs))
+	for _, ev := range evs {
+		is := s.idSubject(ev.ID)
+		idOf[is] = ev.ID
+		subjects = append(subjects, is)
+	}
+	msgs, _, err := s.directBatch(ctx, directReq{MultiLast: subjects})
+	if err != nil {
+		return lookupResult{}, err
+	}
+	res := lookupResult{ids: make(map[string]rawMsg)}
+	for _, m := range msgs {
+		if m.subject == subj {
+			rev, err := revisionOf(m)
+			if err != nil {
+				return lookupResult{}, err
+			}
+			res.head = &head{revision: rev, hash: m.header.Get(hdrHash), seq: m.seq}
+			continue
+		}
+		if id, ok := idOf[m.subject]; ok {
+			res.ids[id] = m
+		}
+	}
+	return res, nil
+}
+
+// original reads the recorded event of an id-index message: the message
+// just before it in the same batch.
+func (s *Store) original(ctx context.Context, subj, id string, idxSeq uint64) (eventstore.Record, error) {
+	m, ok, err := s.directOne(ctx, directReq{Seq: idxSeq - 1})
+	if err != nil {
+		return eventstore.Record{}, err
+	}
+	if !ok || m.subject != subj || m.header.Get(jetstream.MsgIDHeader) != id {
+		return eventstore.Record{}, fmt.Errorf("id index of %s at %d does not follow its event", id, idxSeq)
+	}
+	return s.record(m)
+}
+
+// stamp sets RecordedAt of just-written records from the stored messages,
+// so that Append returns what Read will. A replica answering direct gets
+// may lag the leader by a moment, hence the short retry.
+func (s *Store) stamp(ctx context.Context, subj string, recs []eventstore.Record) error {
+	var err error
+	for attempt := 1; attempt <= 5; attempt++ {
+		if err = s.stampOnce(ctx, subj, recs); err == nil {
+			return nil
+		}
+		if sleep(ctx, backoff(attempt)) != nil {
+			break
+		}
+	}
+	return fmt.Errorf("reading it back: %w: %w", eventstore.ErrUnavailable, err)
+}
+
+func (s *Store) stampOnce(ctx context.Context, subj string, recs []eventstore.Record) error {
+	for k := 0; k < len(recs); {
+		msgs, _, err := s.directBatch(ctx, directReq{Seq: recs[k].Position, NextFor: subj, Batch: len(recs) - k, MaxBytes: readMaxBytes})
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			return fmt.Errorf("message %d not found", recs[k].Position)
+		}
+		for _, m := range msgs[:min(len(msgs), len(recs)-k)] {
+			if m.seq != recs[k].Position || m.header.Get(jetstream.MsgIDHeader) != recs[k].ID {
+				return fmt.Errorf("message %d is not event %s", recs[k].Position, recs[k].ID)
+			}
+			recs[k].RecordedAt = m.time
+			k++
+		}
+	}
+	return nil
+}
+
+func backoff(attempt int) time.Duration {
+	ceil := min(time.Millisecond<<min(attempt, 6), 50*time.Millisecond)
+	return time.Duration(rand.Int64N(int64(ceil))) + 100*time.Microsecond
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

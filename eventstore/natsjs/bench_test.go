@@ -1,0 +1,95 @@
+package natsjs_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"github.com/council/activityhistory/eventstore"
+	"github.com/council/activityhistory/eventstore/natsjs"
+)
+
+// BenchmarkAppend measures single-event appends (512-byte payload, Any) to
+// an embedded store: to one stream or spread over 1000, from 1 or 64
+// concurrent writers, with and without fsync before ack.
+func BenchmarkAppend(b *testing.B) {
+	for _, syncAlways := range []bool{false, true} {
+		for _, streams := range []int{1, 1000} {
+			for _, writers := range []int{1, 64} {
+				b.Run(fmt.Sprintf("sync=%v/streams=%d/writers=%d", syncAlways, streams, writers), func(b *testing.B) {
+					benchAppend(b, syncAlways, streams, writers)
+				})
+			}
+		}
+	}
+}
+
+func benchAppend(b *testing.B, syncAlways bool, streams, writers int) {
+	s := open(b, natsjs.Config{DataDir: b.TempDir(), SyncAlways: syncAlways})
+	data := make([]byte, 512)
+	ctx := context.Background()
+	var next atomic.Int64
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				ev := eventstore.Event{ID: fmt.Sprintf("ev-%d", i), Type: "Bench", Data: data}
+				if _, err := s.Append(ctx, fmt.Sprintf("stream-%d", i%int64(streams)), eventstore.Any, ev); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+}
+
+// BenchmarkServerBaseline shows what the server charges for the two ways
+// of writing a message pair, without this package: two plain publishes
+// (no atomicity) and one atomic batch of two, both to an R1 file stream.
+func BenchmarkServerBaseline(b *testing.B) {
+	ns := startServer(b)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BASE", Subjects: []string{"base.>"}, AllowAtomicPublish: true}); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 512)
+	b.Run("plain-publish-x2", func(b *testing.B) {
+		for i := range b.N {
+			for _, subj := range []string{"base.ev", fmt.Sprintf("base.id.%d", i)} {
+				if _, err := js.Publish(ctx, subj, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("atomic-batch-of-2", func(b *testing.B) {
+		for i := range b.N {
+			msgs := []*nats.Msg{{Subject: "base.ev", Data: data, Header: nats.Header{}}, {Subject: fmt.Sprintf("base.id.b%d", i), Data: data, Header: nats.Header{}}}
+			if _, err := jetstreamext.PublishMsgBatch(ctx, js, msgs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,296 @@
+package natsjs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/council/activityhistory/eventstore"
+)
+
+const (
+	readBatch    = 1000     // messages per direct batch get
+	readMaxBytes = 16 << 20 // bytes per direct batch get
+)
+
+// Read returns up to limit records of stream from revision from. The first
+// record is found by a binary search over stream sequences (revisions grow
+// with sequence on a subject), the rest by batch direct gets filtered on
+// the stream's subject, which the file store serves from its subject index.
+func (s *Store) Read(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.Record, error) {
+	if err := checkStream(stream); err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("read %s: limit %d: %w", stream, limit, eventstore.ErrInvalid)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	subj := s.evSubject(stream)
+	start := uint64(1)
+	if from > 0 {
+		seq, err := s.seqOfRevision(ctx, subj, from)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", stream, err)
+		}
+		if seq == 0 {
+			return []eventstore.Record{}, nil
+		}
+		start = seq
+	}
+	out := make([]eventstore.Record, 0, min(limit, readBatch))
+	for len(out) < limit {
+		msgs, pending, err := s.directBatch(ctx, directReq{Seq: start, NextFor: subj, Batch: min(limit-len(out), readBatch), MaxBytes: readMaxBytes})
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", stream, err)
+		}
+		for _, m := range msgs {
+			r, err := s.record(m)
+			if err != nil {
+				return nil, fmt.Errorf("read %s: %w", stream, err)
+			}
+			if want := from + uint64(len(out)); r.Revision != want {
+				return nil, fmt.Errorf("read %s: found revision %d where %d belongs", stream, r.Revision, want)
+			}
+			out = append(out, r)
+			start = m.seq + 1
+		}
+		if len(msgs) == 0 || pending == 0 {
+			break
+		}
+	}
+	if len(out) == 0 && from == 0 {
+		return nil, fmt.Errorf("read %s: %w", stream, eventstore.ErrNotFound)
+	}
+	return out, nil
+}
+
+// seqOfRevision returns the sequence of revision rev on subject subj, 0 when
+// the stream ends before it, or ErrNotFound when the stream is empty.
+func (s *Store) seqOfRevision(ctx context.Context, subj string, rev uint64) (uint64, error) {
+	head, ok, err := s.directOne(ctx, directReq{LastFor: subj})
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, eventstore.ErrNotFound
+	}
+	headRev, err := revisionOf(head)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case rev > headRev:
+		return 0, nil
+	case rev == headRev:
+		return head.seq, nil
+	}
+	// Each revision has its own sequence, which bounds where rev can be.
+	lo, hi := rev+1, head.seq-(headRev-rev)
+	for lo <= hi {
+		mid := lo + (hi-lo)/2
+		m, ok, err := s.directOne(ctx, directReq{Seq: mid, NextFor: subj})
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			break
+		}
+		r, err := revisionOf(m)
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case r == rev:
+			return m.seq, nil
+		case r < rev:
+			lo = m.seq + 1
+		default:
+			hi = mid - 1
+		}
+	}
+	return 0, fmt.Errorf("revision %d missing below head revision %d", rev, headRev)
+}
+
+func revisionOf(m rawMsg) (uint64, error) {
+	r, err := strconv.ParseUint(m.header.Get(hdrRevision), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("message %d: bad %s header: %w", m.seq, hdrRevision, err)
+	}
+	return r, nil
+}
+
+// directReq is JetStream's direct get request (JSApiMsgGetRequest).
+type directReq struct {
+	Seq       uint64   `json:"seq,omitempty"`
+	LastFor   string   `json:"last_by_subj,omitempty"`
+	NextFor   string   `json:"next_by_subj,omitempty"`
+	Batch     int      `json:"batch,omitempty"`
+	MaxBytes  int      `json:"max_bytes,omitempty"`
+	MultiLast []string `json:"multi_last,omitempty"`
+}
+
+func (s *Store) directSubject() string { return "$JS.API.DIRECT.GET." + s.cfg.Stream }
+
+// directOne answers a single-message direct get; ok is false when no
+// message matches.
+func (s *Store) directOne(ctx context.Context, req directReq) (rawMsg, bool, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return rawMsg{}, false, err
+	}
+	resp, err := s.nc.RequestWithContext(ctx, s.directSubject(), body)
+	if err != nil {
+		return rawMsg{}, false, backendErr(ctx, err)
+	}
+	switch st := resp.Header.Get("Status"); st {
+	case "":
+		m, err := parseDirect(resp)
+		return m, err == nil, err
+	case "404":
+		return rawMsg{}, false, nil
+	default:
+		return rawMsg{}, false, fmt.Errorf("direct get: status %s %s", st, resp.Header.Get("Description"))
+	}
+}
+
+// directBatch answers a batch or multi-last direct get with all its
+// messages and the count of matching messages left after them. Unlike
+// jetstreamext.GetBatch it tells a complete answer (end-of-batch marker)
+// from one cut short by a timeout.
+func (s *Store) directBatch(ctx context.Context, req directReq) ([]rawMsg, uint64, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	r := s.replies.open()
+	defer s.replies.close(r)
+	if err := s.nc.PublishRequest(s.directSubject(), r.inbox, body); err != nil {
+		return nil, 0, backendErr(ctx, err)
+	}
+	var out []rawMsg
+	for {
+		resp, err := r.next(ctx)
+		if err != nil {
+			return nil, 0, backendErr(ctx, err)
+		}
+		switch st := resp.Header.Get("Status"); st {
+		case "":
+			m, err := parseDirect(resp)
+			if err != nil {
+				return nil, 0, err
+			}
+			out = append(out, m)
+		case "204": // end of batch
+			pending, _ := strconv.ParseUint(resp.Header.Get("Nats-Num-Pending"), 10, 64)
+			return out, pending, nil
+		case "404":
+			if len(out) > 0 {
+				return nil, 0, errors.New("direct get: message lost mid-batch")
+			}
+			return nil, 0, nil
+		case "503":
+			return nil, 0, fmt.Errorf("direct get: %w", backendErr(ctx, nats.ErrNoResponders))
+		default:
+			return nil, 0, fmt.Errorf("direct get: status %s %s", st, resp.Header.Get("Description"))
+		}
+	}
+}
+
+func parseDirect(m *nats.Msg) (rawMsg, error) {
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return rawMsg{}, fmt.Errorf("direct get: bad sequence header: %w", err)
+	}
+	ts, err := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+	if err != nil {
+		return rawMsg{}, fmt.Errorf("direct get: bad time header: %w", err)
+	}
+	return rawMsg{subject: m.Header.Get(jetstream.SubjectHeader), seq: seq, time: ts.UTC(), header: m.Header, data: m.Data}, nil
+}
+
+// replyMux routes multi-message answers to their requests through one
+// wildcard inbox subscription: a subscription per request would cost a
+// SUB/UNSUB round and a large channel allocation each time.
+type replyMux struct {
+	prefix string
+	mu     sync.Mutex
+	seq    uint64
+	m      map[string]*reply
+}
+
+// reply collects the messages answering one request.
+type reply struct {
+	inbox  string
+	mu     sync.Mutex
+	msgs   []*nats.Msg
+	signal chan struct{} // cap 1: messages arrived
+}
+
+func (x *replyMux) subscribe(nc *nats.Conn) error {
+	x.prefix = nc.NewInbox() + "."
+	x.m = make(map[string]*reply)
+	sub, err := nc.Subscribe(x.prefix+"*", x.dispatch)
+	if err != nil {
+		return err
+	}
+	// Batch answers come in bursts of up to readBatch messages per request.
+	return sub.SetPendingLimits(-1, 256<<20)
+}
+
+func (x *replyMux) open() *reply {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.seq++
+	r := &reply{inbox: x.prefix + strconv.FormatUint(x.seq, 36), signal: make(chan struct{}, 1)}
+	x.m[r.inbox] = r
+	return r
+}
+
+func (x *replyMux) close(r *reply) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	delete(x.m, r.inbox)
+}
+
+func (x *replyMux) dispatch(m *nats.Msg) {
+	x.mu.Lock()
+	r := x.m[m.Subject]
+	x.mu.Unlock()
+	if r == nil {
+		return // its request gave up
+	}
+	r.mu.Lock()
+	r.msgs = append(r.msgs, m)
+	r.mu.Unlock()
+	select {
+	case r.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (r *reply) next(ctx context.Context) (*nats.Msg, error) {
+	for {
+		r.mu.Lock()
+		if len(r.msgs) > 0 {
+			m := r.msgs[0]
+			r.msgs[0] = nil
+			r.msgs = r.msgs[1:]
+			r.mu.Unlock()
+			return m, nil
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.signal:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}

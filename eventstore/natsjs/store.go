@@ -1,0 +1,314 @@
+// Package natsjs is the JetStream adapter of eventstore.Store: one
+// JetStream stream holds every event stream, one subject per event stream,
+// plus one subject per event id that makes ids unique store-wide. It runs an
+// embedded nats-server (no listener, file storage) or connects to external
+// servers.
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/council/activityhistory/eventstore"
+)
+
+// Config configures Open.
+type Config struct {
+	// URLs of external NATS servers; empty runs an embedded server.
+	URLs []string
+	// DataDir holds the embedded server's JetStream files (DataDir/jetstream).
+	DataDir string
+	// Stream is the JetStream stream name; default "ACTIVITY".
+	Stream string
+	// SubjectPrefix is the first subject token; default "ah".
+	SubjectPrefix string
+	// Replicas of the JetStream stream; default 1. Embedded needs 1.
+	Replicas int
+	// SyncAlways makes the embedded server fsync before every ack. External
+	// servers take this from their own configuration.
+	SyncAlways bool
+	// Logger receives connection and embedded-server events; nil discards.
+	Logger *slog.Logger
+}
+
+const (
+	defaultStream = "ACTIVITY"
+	defaultPrefix = "ah"
+	// requestTimeout bounds a backend round trip whose ctx has no deadline.
+	requestTimeout = 10 * time.Second
+	// headroom above the event bytes for headers (ids, hashes, batch headers).
+	msgHeadroom = 64 << 10
+)
+
+// Store is an eventstore.Store on JetStream.
+type Store struct {
+	cfg     Config
+	log     *slog.Logger
+	ns      *server.Server // nil when external
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	evAll   string // <prefix>.ev.>
+	locks   streamLocks
+	heads   headCache
+	replies replyMux
+
+	commits   chan *commit // appends waiting for a batch
+	stop      chan struct{}
+	workers   sync.WaitGroup
+	closeOnce sync.Once
+}
+
+var _ eventstore.Store = (*Store)(nil)
+
+// Open starts or connects to NATS and creates or updates the JetStream
+// stream.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Stream == "" {
+		cfg.Stream = defaultStream
+	}
+	if cfg.SubjectPrefix == "" {
+		cfg.SubjectPrefix = defaultPrefix
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := checkConfig(cfg); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg:     cfg,
+		log:     log,
+		evAll:   cfg.SubjectPrefix + ".ev.>",
+		heads:   headCache{max: 100_000},
+		commits: make(chan *commit, commitQueueLen),
+		stop:    make(chan struct{}),
+	}
+	var err error
+	if len(cfg.URLs) == 0 {
+		err = s.startEmbedded()
+	} else {
+		err = s.connect()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.replies.subscribe(s.nc); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open natsjs: %w", backendErr(ctx, err))
+	}
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open natsjs: %w", err)
+	}
+	if err := s.ensureStream(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	for range commitWorkers {
+		s.workers.Add(1)
+		go s.commitLoop()
+	}
+	return s, nil
+}
+
+func checkConfig(cfg Config) error {
+	switch {
+	case len(cfg.URLs) == 0 && cfg.DataDir == "":
+		return fmt.Errorf("open natsjs: embedded server needs a data dir: %w", eventstore.ErrInvalid)
+	case len(cfg.URLs) == 0 && cfg.Replicas != 1:
+		return fmt.Errorf("open natsjs: embedded server takes 1 replica, not %d: %w", cfg.Replicas, eventstore.ErrInvalid)
+	case cfg.Replicas < 1 || cfg.Replicas > 5:
+		return fmt.Errorf("open natsjs: replicas %d not in 1..5: %w", cfg.Replicas, eventstore.ErrInvalid)
+	case strings.ContainsAny(cfg.Stream, " \t\r\n.*>/\\"):
+		return fmt.Errorf("open natsjs: stream name %q: %w", cfg.Stream, eventstore.ErrInvalid)
+	}
+	for _, tok := range strings.Split(cfg.SubjectPrefix, ".") {
+		if tok == "" || strings.ContainsAny(tok, " \t\r\n*>") {
+			return fmt.Errorf("open natsjs: subject prefix %q: %w", cfg.SubjectPrefix, eventstore.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func (s *Store) startEmbedded() error {
+	opts := &server.Options{
+		ServerName: "activityhistory",
+		JetStream:  true,
+		StoreDir:   filepath.Join(s.cfg.DataDir, "jetstream"),
+		DontListen: true,
+		SyncAlways: s.cfg.SyncAlways,
+		NoSigs:     true,
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("start embedded nats: %w", err)
+	}
+	ns.SetLoggerV2(serverLog{s.log}, false, false, false)
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return fmt.Errorf("start embedded nats: not ready in 30s: %w", eventstore.ErrUnavailable)
+	}
+	s.ns = ns
+	nc, err := nats.Connect(ns.ClientURL(), nats.InProcessServer(ns), nats.Name("activityhistory"))
+	if err != nil {
+		ns.Shutdown()
+		s.ns = nil
+		return fmt.Errorf("connect embedded nats: %w", err)
+	}
+	s.nc = nc
+	s.log.Info("embedded nats started", "store_dir", opts.StoreDir, "sync_always", opts.SyncAlways)
+	return nil
+}
+
+func (s *Store) connect() error {
+	log := s.log
+	nc, err := nats.Connect(strings.Join(s.cfg.URLs, ","),
+		nats.Name("activityhistory"),
+		nats.Timeout(5*time.Second),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("nats disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn("nats async error", "err", err)
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("connect nats: %w: %w", eventstore.ErrUnavailable, err)
+	}
+	s.nc = nc
+	return nil
+}
+
+func (s *Store) streamConfig() jetstream.StreamConfig {
+	p := s.cfg.SubjectPrefix
+	return jetstream.StreamConfig{
+		Name:        s.cfg.Stream,
+		Description: "Activity History event store",
+		Subjects:    []string{p + ".ev.>", p + ".id.>"},
+		Retention:   jetstream.LimitsPolicy,
+		// No limit may ever drop an event.
+		MaxConsumers:       -1,
+		MaxMsgs:            -1,
+		MaxBytes:           -1,
+		MaxAge:             0,
+		MaxMsgsPerSubject:  -1,
+		Discard:            jetstream.DiscardNew,
+		MaxMsgSize:         eventstore.MaxEventBytes + msgHeadroom,
+		Storage:            jetstream.FileStorage,
+		Replicas:           s.cfg.Replicas,
+		Duplicates:         2 * time.Minute,
+		DenyDelete:         true,
+		DenyPurge:          true,
+		AllowDirect:        true,
+		AllowAtomicPublish: true,
+	}
+}
+
+func (s *Store) ensureStream(ctx context.Context) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	st, err := s.js.CreateOrUpdateStream(ctx, s.streamConfig())
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", s.cfg.Stream, backendErr(ctx, err))
+	}
+	// Servers before 2.12 drop settings they do not know.
+	if got := st.CachedInfo().Config; !got.AllowAtomicPublish || !got.AllowDirect {
+		return fmt.Errorf("stream %s: server lacks atomic batch publish or direct get (needs nats-server 2.12+)", s.cfg.Stream)
+	}
+	return nil
+}
+
+// Ping checks that JetStream answers and the stream exists.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	if _, err := s.js.Stream(ctx, s.cfg.Stream); err != nil {
+		return fmt.Errorf("ping %s: %w", s.cfg.Stream, backendErr(ctx, err))
+	}
+	return nil
+}
+
+// Close closes the connection and shuts the embedded server down. Running
+// subscriptions end with ErrUnavailable.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		if s.nc != nil {
+			s.nc.Close() // fails a batch in flight at once
+		}
+		s.workers.Wait()
+		if s.ns != nil {
+			s.ns.Shutdown()
+			s.ns.WaitForShutdown()
+		}
+	})
+	return nil
+}
+
+func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, requestTimeout)
+}
+
+// backendErr maps a transport or JetStream error: the caller's own
+// cancellation stays itself, everything that says "cannot reach" becomes
+// ErrUnavailable.
+func backendErr(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return err
+	}
+	switch {
+	case errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrStaleConnection),
+		errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled),
+		errors.Is(err, jetstream.ErrStreamNotFound),
+		errors.Is(err, jetstream.ErrMsgIteratorClosed),
+		errors.Is(err, jetstream.ErrConnectionClosed):
+		return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
+	}
+	return err
+}
+
+// serverLog sends the embedded server's log to slog; notices are startup
+// chatter, so they go to debug.
+type serverLog struct{ l *slog.Logger }
+
+func (g serverLog) Noticef(format string, v ...any) { g.l.Debug(fmt.Sprintf(format, v...)) }
+func (g serverLog) Warnf(format string, v ...any)   { g.l.Warn(fmt.Sprintf(format, v...)) }
+func (g serverLog) Fatalf(format string, v ...any)  { g.l.Error(fmt.Sprintf(format, v...)) }
+func (g serverLog) Errorf(format string, v ...any)  { g.l.Error(fmt.Sprintf(format, v...)) }
+func (g serverLog) Debugf(format string, v ...any)  { g.l.Debug(fmt.Sprintf(format, v...)) }
+func (g serverLog) Tracef(format string, v ...any)  {}

@@ -1,0 +1,161 @@
+package natsjs
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/council/activityhistory/eventstore"
+)
+
+// Headers of an event message. The event id is Nats-Msg-Id; the stream
+// name is the subject's last token, so no header has to carry it.
+const (
+	hdrRevision = "Ah-Revision"
+	hdrType     = "Ah-Type"
+	hdrPrevHash = "Ah-Prev-Hash"
+	hdrHash     = "Ah-Hash"
+	maxTypeLen  = 256
+)
+
+// enc makes any string one subject token: base64url without padding uses
+// only A-Za-z0-9-_, all valid in a token, and is reversible.
+func enc(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func (s *Store) evSubject(stream string) string { return s.cfg.SubjectPrefix + ".ev." + enc(stream) }
+func (s *Store) idSubject(id string) string     { return s.cfg.SubjectPrefix + ".id." + enc(id) }
+
+// streamOf decodes the stream name from an event subject.
+func (s *Store) streamOf(subject string) (string, error) {
+	tok, ok := strings.CutPrefix(subject, s.cfg.SubjectPrefix+".ev.")
+	if !ok {
+		return "", fmt.Errorf("subject %q is not an event subject", subject)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return "", fmt.Errorf("subject %q: %w", subject, err)
+	}
+	return string(b), nil
+}
+
+func checkStream(stream string) error {
+	if len(stream) == 0 || len(stream) > eventstore.MaxStreamNameLen || !utf8.ValidString(stream) {
+		return fmt.Errorf("stream name %q: want 1..%d bytes of UTF-8: %w", stream, eventstore.MaxStreamNameLen, eventstore.ErrInvalid)
+	}
+	return nil
+}
+
+// headerSafe reports whether v survives a NATS header unchanged: no control
+// characters (a newline would end the header) and no surrounding spaces
+// (parsers trim them).
+func headerSafe(v string) bool {
+	if !utf8.ValidString(v) || strings.TrimSpace(v) != v {
+		return false
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func checkEvent(ev eventstore.Event) error {
+	switch {
+	case len(ev.ID) == 0 || len(ev.ID) > eventstore.MaxEventIDLen:
+		return fmt.Errorf("event id %q: want 1..%d bytes: %w", ev.ID, eventstore.MaxEventIDLen, eventstore.ErrInvalid)
+	case !headerSafe(ev.ID):
+		return fmt.Errorf("event id %q: control characters or surrounding spaces: %w", ev.ID, eventstore.ErrInvalid)
+	case len(ev.Type) == 0 || len(ev.Type) > maxTypeLen || !headerSafe(ev.Type):
+		return fmt.Errorf("event %s: type %q: want 1..%d bytes without control characters: %w", ev.ID, ev.Type, maxTypeLen, eventstore.ErrInvalid)
+	case len(ev.Data) > eventstore.MaxEventBytes:
+		return fmt.Errorf("event %s: %d bytes > %d: %w", ev.ID, len(ev.Data), eventstore.MaxEventBytes, eventstore.ErrTooLarge)
+	}
+	return nil
+}
+
+// contentSum identifies an event's type and data in its id-index entry, so
+// that a retry can be told from a different event reusing the id.
+func contentSum(ev eventstore.Event) string {
+	h := sha256.New()
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(ev.Type))))
+	h.Write([]byte(ev.Type))
+	h.Write(ev.Data)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// idEntry is the body of an id-index message.
+type idEntry struct {
+	Stream   string `json:"stream"`
+	Revision uint64 `json:"revision"`
+	Sum      string `json:"sum"`
+}
+
+// rawMsg is a stored message as direct get or a consumer hands it over.
+type rawMsg struct {
+	subject string
+	seq     uint64
+	time    time.Time
+	header  nats.Header
+	data    []byte
+}
+
+func fromConsumer(m jetstream.Msg) (rawMsg, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return rawMsg{}, err
+	}
+	return rawMsg{subject: m.Subject(), seq: md.Sequence.Stream, time: md.Timestamp.UTC(), header: m.Headers(), data: m.Data()}, nil
+}
+
+// record turns an event message into a Record.
+func (s *Store) record(m rawMsg) (eventstore.Record, error) {
+	stream, err := s.streamOf(m.subject)
+	if err != nil {
+		return eventstore.Record{}, err
+	}
+	rev, err := strconv.ParseUint(m.header.Get(hdrRevision), 10, 64)
+	if err != nil {
+		return eventstore.Record{}, fmt.Errorf("message %d: bad %s header: %w", m.seq, hdrRevision, err)
+	}
+	r := eventstore.Record{
+		ID:         m.header.Get(jetstream.MsgIDHeader),
+		Type:       m.header.Get(hdrType),
+		Stream:     stream,
+		Revision:   rev,
+		Position:   m.seq,
+		RecordedAt: m.time,
+		Data:       m.data,
+		PrevHash:   m.header.Get(hdrPrevHash),
+		Hash:       m.header.Get(hdrHash),
+	}
+	if r.ID == "" || r.Type == "" || r.PrevHash == "" || r.Hash == "" {
+		return eventstore.Record{}, fmt.Errorf("message %d on %s lacks event headers", m.seq, m.subject)
+	}
+	if r.Data == nil {
+		r.Data = []byte{}
+	}
+	return r, nil
+}
+
+// eventMsg is the message of a sealed record.
+func eventMsg(subject string, r eventstore.Record) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Header.Set(jetstream.MsgIDHeader, r.ID)
+	m.Header.Set(hdrRevision, strconv.FormatUint(r.Revision, 10))
+	m.Header.Set(hdrType, r.Type)
+	m.Header.Set(hdrPrevHash, r.PrevHash)
+	m.Header.Set(hdrHash, r.Hash)
+	m.Data = r.Data
+	return m
+}
