@@ -5,6 +5,8 @@ PKGS    := ./...
 TESTFLAGS ?= -race -timeout 10m
 
 .DEFAULT_GOAL := help
+# gin's debug mode prints every route of every engine a test builds.
+export GIN_MODE := release
 
 .PHONY: help
 help: ## list the targets

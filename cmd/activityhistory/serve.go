@@ -52,7 +52,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	gin.SetMode(gin.ReleaseMode)
 
 	app, err := build(ctx, cfg, log, stdout)
 	if err != nil {
@@ -80,6 +79,7 @@ type app struct {
 }
 
 func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) (_ *app, err error) {
+	gin.SetMode(gin.ReleaseMode)
 	a := &app{cfg: cfg, log: log, ready: &atomic.Bool{}}
 	defer func() {
 		if err != nil {
