@@ -20,6 +20,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/council/activityhistory/activity"
+	"github.com/council/activityhistory/apitest"
 	"github.com/council/activityhistory/httpapi"
 )
 
@@ -109,22 +111,68 @@ func mint(tb testing.TB, groups ...string) string {
 	return s
 }
 
-// newServer serves GET /r (read) and POST /w (write) behind a.
+// The routes of the test server: the API's own paths, so that every answer,
+// the 401s and 403s above all, is checked against the OpenAPI document.
+// No API route needs audit; the test puts it on the activity by id.
+const (
+	testTarget = "6f1c2b0a-3d4e-4f5a-8b6c-7d8e9f0a1b2c"
+	testID     = "0190f3e4-5b7c-7a8e-9c1d-2f3a4b5c6d7e"
+	readPath   = "/api/v1/activityHistory?targetId=" + testTarget // GET, read
+	writePath  = "/api/v1/activityHistory"                        // POST, write
+	auditPath  = "/api/v1/activityHistory/" + testID              // GET, audit
+)
+
+// principalData is what the test routes tell of the caller.
+type principalData struct {
+	Principal    Identity `json:"principal"`
+	HasPrincipal bool     `json:"hasPrincipal"`
+	HasAuthor    bool     `json:"hasAuthor"`
+}
+
+// principalActivity is the documented answer of the test routes: an
+// activity whose authorDetails is Author and whose newData holds what
+// Principal returned.
+func principalActivity(c *gin.Context) activity.Activity {
+	id, hasID := Principal(c)
+	author, hasAuthor := Author(c)
+	data, err := json.Marshal(principalData{Principal: id, HasPrincipal: hasID, HasAuthor: hasAuthor})
+	if err != nil {
+		panic(err) // strings, bools and a string slice always encode
+	}
+	return activity.Activity{
+		ID: testID, TargetID: testTarget, Type: activity.TypeUpdate, TargetType: "person",
+		CreatedAt: testNow(), NewData: data, AuthorDetails: author,
+	}
+}
+
+// newServer serves readPath, writePath and auditPath behind a.
 func newServer(t *testing.T, a *Authenticator) *httptest.Server {
 	t.Helper()
-	gin.SetMode(gin.TestMode)
-	e := httpapi.NewEngine("authtest", slog.New(slog.DiscardHandler), nil)
-	ok := func(c *gin.Context) {
-		id, hasID := Principal(c)
-		author, hasAuthor := Author(c)
-		c.JSON(http.StatusOK, gin.H{"principal": id, "hasPrincipal": hasID, "author": author, "hasAuthor": hasAuthor})
-	}
-	e.GET("/r", a.Require(Read), ok)
-	e.POST("/w", a.Require(Write), ok)
-	e.GET("/a", a.Require(Audit), ok)
-	srv := httptest.NewServer(e)
+	srv := httptest.NewServer(newEngine(a, Read, Write, Audit))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// newEngine guards the history with read, posting with write and the
+// activity by id with audit; each answers in the documented shape.
+func newEngine(a *Authenticator, read, write, audit Permission) *gin.Engine {
+	gin.SetMode(gin.TestMode)
+	e := httpapi.NewEngine("authtest", slog.New(slog.DiscardHandler), nil)
+	e.GET("/api/v1/activityHistory", a.Require(read), func(c *gin.Context) {
+		c.JSON(http.StatusOK, gin.H{
+			"results":           []activity.Activity{principalActivity(c)},
+			"paginationDetails": gin.H{"nextToken": nil},
+		})
+	})
+	e.POST("/api/v1/activityHistory", a.Require(write), func(c *gin.Context) {
+		c.Header("X-Activity-Position", "1")
+		c.Header("Location", "/api/v1/activityHistory/"+testID)
+		c.JSON(http.StatusCreated, principalActivity(c))
+	})
+	e.GET("/api/v1/activityHistory/:id", a.Require(audit), func(c *gin.Context) {
+		c.JSON(http.StatusOK, principalActivity(c))
+	})
+	return e
 }
 
 func newAuth(t *testing.T, cfg Config) *Authenticator {
@@ -148,25 +196,26 @@ type response struct {
 	body      []byte
 }
 
-func call(t *testing.T, srv *httptest.Server, method, path, authorization string) response {
+// call sends one request to srv and checks the answer against the OpenAPI
+// document.
+func call(t *testing.T, chk *apitest.Checker, srv *httptest.Server, method, path, authorization string) response {
 	t.Helper()
-	req, err := http.NewRequest(method, srv.URL+path, nil)
+	var body io.Reader
+	if method == http.MethodPost {
+		body = strings.NewReader(`{"targetId":"` + testTarget + `","type":"update","targetType":"person"}`)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, body)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
 	}
-	res, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{status: res.StatusCode, challenge: res.Header.Get("WWW-Authenticate"), body: body}
+	res, b := chk.Do(t, srv.Client(), req)
+	return response{status: res.StatusCode, challenge: res.Header.Get("WWW-Authenticate"), body: b}
 }
 
 func invalid(desc string) string {
@@ -175,6 +224,7 @@ func invalid(desc string) string {
 
 func TestAuthMatrix(t *testing.T) {
 	t.Parallel()
+	chk := apitest.New(t)
 	keys := newTestKeys(t)
 	hmacOnly := newServer(t, newAuth(t, Config{HMACSecret: []byte(testSecret)}))
 	keysOnly := newServer(t, newAuth(t, Config{PublicKeysPEM: keys.pem}))
@@ -203,99 +253,99 @@ func TestAuthMatrix(t *testing.T) {
 		challenge     string // exact WWW-Authenticate; "" = none expected
 		message       string // exact envelope message on errors
 	}{
-		{"no header", hmacOnly, "GET", "/r", "", 401, `Bearer realm="activityhistory"`, "missing bearer token"},
-		{"basic", hmacOnly, "GET", "/r", "Basic YWRhOnNlY3JldA==", 401, invalid("authorization scheme must be Bearer"),
+		{"no header", hmacOnly, "GET", readPath, "", 401, `Bearer realm="activityhistory"`, "missing bearer token"},
+		{"basic", hmacOnly, "GET", readPath, "Basic YWRhOnNlY3JldA==", 401, invalid("authorization scheme must be Bearer"),
 			"invalid bearer token: authorization scheme must be Bearer"},
-		{"bearer without token", hmacOnly, "GET", "/r", "Bearer", 401, invalid("empty bearer token"), "invalid bearer token: empty bearer token"},
-		{"garbage", hmacOnly, "GET", "/r", "Bearer not-a-jwt", 401, invalid("malformed token"), "invalid bearer token: malformed token"},
-		{"garbage three parts", hmacOnly, "GET", "/r", "Bearer a.b.c", 401, invalid("malformed token"), "invalid bearer token: malformed token"},
-		{"too long", hmacOnly, "GET", "/r", "Bearer " + strings.Repeat("a", maxTokenLen+1), 401, invalid("token too long"),
+		{"bearer without token", hmacOnly, "GET", readPath, "Bearer", 401, invalid("empty bearer token"), "invalid bearer token: empty bearer token"},
+		{"garbage", hmacOnly, "GET", readPath, "Bearer not-a-jwt", 401, invalid("malformed token"), "invalid bearer token: malformed token"},
+		{"garbage three parts", hmacOnly, "GET", readPath, "Bearer a.b.c", 401, invalid("malformed token"), "invalid bearer token: malformed token"},
+		{"too long", hmacOnly, "GET", readPath, "Bearer " + strings.Repeat("a", maxTokenLen+1), 401, invalid("token too long"),
 			"invalid bearer token: token too long"},
-		{"alg none", hmacOnly, "GET", "/r", "Bearer " + none, 401, invalid("signing algorithm not accepted"),
+		{"alg none", hmacOnly, "GET", readPath, "Bearer " + none, 401, invalid("signing algorithm not accepted"),
 			"invalid bearer token: signing algorithm not accepted"},
-		{"alg none with keys", both, "GET", "/r", "Bearer " + none, 401, invalid("signing algorithm not accepted"),
+		{"alg none with keys", both, "GET", readPath, "Bearer " + none, 401, invalid("signing algorithm not accepted"),
 			"invalid bearer token: signing algorithm not accepted"},
-		{"HS256 wrong secret", hmacOnly, "GET", "/r",
+		{"HS256 wrong secret", hmacOnly, "GET", readPath,
 			"Bearer " + sign(t, jwt.SigningMethodHS256, []byte("another-secret-of-thirty-two-bytes!"), "", user(readers, nil)),
 			401, invalid("invalid signature"), "invalid bearer token: invalid signature"},
-		{"HS384 not configured", hmacOnly, "GET", "/r",
+		{"HS384 not configured", hmacOnly, "GET", readPath,
 			"Bearer " + sign(t, jwt.SigningMethodHS384, []byte(testSecret), "", user(readers, nil)),
 			401, invalid("signing algorithm not accepted"), "invalid bearer token: signing algorithm not accepted"},
-		{"RS256 when only HS256", hmacOnly, "GET", "/r", "Bearer " + rs("", user(readers, nil)), 401,
+		{"RS256 when only HS256", hmacOnly, "GET", readPath, "Bearer " + rs("", user(readers, nil)), 401,
 			invalid("signing algorithm not accepted"), "invalid bearer token: signing algorithm not accepted"},
-		{"RS256 with kid when only HS256", hmacOnly, "GET", "/r", "Bearer " + rs("rsa-1", user(readers, nil)), 401,
+		{"RS256 with kid when only HS256", hmacOnly, "GET", readPath, "Bearer " + rs("rsa-1", user(readers, nil)), 401,
 			invalid("unknown key"), "invalid bearer token: unknown key"},
-		{"HS256 when only keys", keysOnly, "GET", "/r", "Bearer " + readerMinted, 401,
+		{"HS256 when only keys", keysOnly, "GET", readPath, "Bearer " + readerMinted, 401,
 			invalid("signing algorithm not accepted"), "invalid bearer token: signing algorithm not accepted"},
 		// Key confusion: the public key as HMAC secret must never verify.
-		{"HS256 keyed with the public key, keys only", keysOnly, "GET", "/r",
+		{"HS256 keyed with the public key, keys only", keysOnly, "GET", readPath,
 			"Bearer " + sign(t, jwt.SigningMethodHS256, rsaDER, "rsa-1", user(readers, nil)), 401,
 			invalid("signing algorithm not accepted"), "invalid bearer token: signing algorithm not accepted"},
-		{"HS256 keyed with the public key PEM, both", both, "GET", "/r",
+		{"HS256 keyed with the public key PEM, both", both, "GET", readPath,
 			"Bearer " + sign(t, jwt.SigningMethodHS256, keys.pem, "rsa-1", user(readers, nil)), 401,
 			invalid("invalid signature"), "invalid bearer token: invalid signature"},
-		{"RS256 kid", keysOnly, "GET", "/r", "Bearer " + rs("rsa-1", user(readers, nil)), 200, "", ""},
-		{"RS256 no kid", keysOnly, "GET", "/r", "Bearer " + rs("", user(readers, nil)), 200, "", ""},
-		{"ES256 thumbprint kid", keysOnly, "GET", "/r", "Bearer " + es(keys.ecKid, user(readers, nil)), 200, "", ""},
-		{"ES256 no kid", both, "GET", "/r", "Bearer " + es("", user(readers, nil)), 200, "", ""},
-		{"RS256 on both", both, "POST", "/w", "Bearer " + rs("rsa-1", user([]string{"writers"}, nil)), 200, "", ""},
-		{"HS256 on both", both, "GET", "/r", "Bearer " + readerMinted, 200, "", ""},
-		{"unknown kid", keysOnly, "GET", "/r", "Bearer " + rs("nope", user(readers, nil)), 401, invalid("unknown key"),
+		{"RS256 kid", keysOnly, "GET", readPath, "Bearer " + rs("rsa-1", user(readers, nil)), 200, "", ""},
+		{"RS256 no kid", keysOnly, "GET", readPath, "Bearer " + rs("", user(readers, nil)), 200, "", ""},
+		{"ES256 thumbprint kid", keysOnly, "GET", readPath, "Bearer " + es(keys.ecKid, user(readers, nil)), 200, "", ""},
+		{"ES256 no kid", both, "GET", readPath, "Bearer " + es("", user(readers, nil)), 200, "", ""},
+		{"RS256 on both", both, "POST", writePath, "Bearer " + rs("rsa-1", user([]string{"writers"}, nil)), 201, "", ""},
+		{"HS256 on both", both, "GET", readPath, "Bearer " + readerMinted, 200, "", ""},
+		{"unknown kid", keysOnly, "GET", readPath, "Bearer " + rs("nope", user(readers, nil)), 401, invalid("unknown key"),
 			"invalid bearer token: unknown key"},
-		{"kid of the wrong key type", keysOnly, "GET", "/r", "Bearer " + rs(keys.ecKid, user(readers, nil)), 401,
+		{"kid of the wrong key type", keysOnly, "GET", readPath, "Bearer " + rs(keys.ecKid, user(readers, nil)), 401,
 			invalid("signing algorithm does not match the key"), "invalid bearer token: signing algorithm does not match the key"},
-		{"RS256 by another key", keysOnly, "GET", "/r",
+		{"RS256 by another key", keysOnly, "GET", readPath,
 			"Bearer " + sign(t, jwt.SigningMethodRS256, keys.otherRSA, "", user(readers, nil)), 401,
 			invalid("invalid signature"), "invalid bearer token: invalid signature"},
-		{"RS256 by another key claiming a kid", keysOnly, "GET", "/r",
+		{"RS256 by another key claiming a kid", keysOnly, "GET", readPath,
 			"Bearer " + sign(t, jwt.SigningMethodRS256, keys.otherRSA, "rsa-1", user(readers, nil)), 401,
 			invalid("invalid signature"), "invalid bearer token: invalid signature"},
-		{"expired", hmacOnly, "GET", "/r", "Bearer " + hs(user(readers, func(c *claims) {
+		{"expired", hmacOnly, "GET", readPath, "Bearer " + hs(user(readers, func(c *claims) {
 			c.ExpiresAt = jwt.NewNumericDate(testNow().Add(-time.Minute))
 		})), 401, invalid("token expired"), "invalid bearer token: token expired"},
-		{"expired within skew", hmacOnly, "GET", "/r", "Bearer " + hs(user(readers, func(c *claims) {
+		{"expired within skew", hmacOnly, "GET", readPath, "Bearer " + hs(user(readers, func(c *claims) {
 			c.ExpiresAt = jwt.NewNumericDate(testNow().Add(-20 * time.Second))
 		})), 200, "", ""},
-		{"expired RS256", keysOnly, "GET", "/r", "Bearer " + rs("rsa-1", user(readers, func(c *claims) {
+		{"expired RS256", keysOnly, "GET", readPath, "Bearer " + rs("rsa-1", user(readers, func(c *claims) {
 			c.ExpiresAt = jwt.NewNumericDate(testNow().Add(-time.Hour))
 		})), 401, invalid("token expired"), "invalid bearer token: token expired"},
-		{"nbf in the future", hmacOnly, "GET", "/r", "Bearer " + hs(user(readers, func(c *claims) {
+		{"nbf in the future", hmacOnly, "GET", readPath, "Bearer " + hs(user(readers, func(c *claims) {
 			c.NotBefore = jwt.NewNumericDate(testNow().Add(5 * time.Minute))
 		})), 401, invalid("token not valid yet"), "invalid bearer token: token not valid yet"},
-		{"nbf within skew", hmacOnly, "GET", "/r", "Bearer " + hs(user(readers, func(c *claims) {
+		{"nbf within skew", hmacOnly, "GET", readPath, "Bearer " + hs(user(readers, func(c *claims) {
 			c.NotBefore = jwt.NewNumericDate(testNow().Add(20 * time.Second))
 		})), 200, "", ""},
-		{"iat in the future", hmacOnly, "GET", "/r", "Bearer " + hs(user(readers, func(c *claims) {
+		{"iat in the future", hmacOnly, "GET", readPath, "Bearer " + hs(user(readers, func(c *claims) {
 			c.IssuedAt = jwt.NewNumericDate(testNow().Add(5 * time.Minute))
 		})), 401, invalid("token issued in the future"), "invalid bearer token: token issued in the future"},
-		{"no exp", hmacOnly, "GET", "/r", "Bearer " + hs(user(readers, func(c *claims) { c.ExpiresAt = nil })), 401,
+		{"no exp", hmacOnly, "GET", readPath, "Bearer " + hs(user(readers, func(c *claims) { c.ExpiresAt = nil })), 401,
 			invalid("token has no exp claim"), "invalid bearer token: token has no exp claim"},
-		{"groups not an array", hmacOnly, "GET", "/r",
+		{"groups not an array", hmacOnly, "GET", readPath,
 			"Bearer " + sign(t, jwt.SigningMethodHS256, []byte(testSecret), "", jwt.MapClaims{"groups": "readers", "exp": testNow().Add(time.Hour).Unix()}),
 			401, invalid("malformed token"), "invalid bearer token: malformed token"},
-		{"no allowed group", hmacOnly, "GET", "/r", "Bearer " + mint(t, "somebody-else"), 403, forbidden("read"),
+		{"no allowed group", hmacOnly, "GET", readPath, "Bearer " + mint(t, "somebody-else"), 403, forbidden("read"),
 			"forbidden: no group of the token grants read access"},
-		{"no groups at all", hmacOnly, "GET", "/r", "Bearer " + mint(t), 403, forbidden("read"),
+		{"no groups at all", hmacOnly, "GET", readPath, "Bearer " + mint(t), 403, forbidden("read"),
 			"forbidden: no group of the token grants read access"},
-		{"reader on POST", hmacOnly, "POST", "/w", "Bearer " + readerMinted, 403, forbidden("write"),
+		{"reader on POST", hmacOnly, "POST", writePath, "Bearer " + readerMinted, 403, forbidden("write"),
 			"forbidden: no group of the token grants write access"},
-		{"writer-only on GET", hmacOnly, "GET", "/r", "Bearer " + writerMinted, 403, forbidden("read"),
+		{"writer-only on GET", hmacOnly, "GET", readPath, "Bearer " + writerMinted, 403, forbidden("read"),
 			"forbidden: no group of the token grants read access"},
-		{"reader on audit", hmacOnly, "GET", "/a", "Bearer " + readerMinted, 403, forbidden("audit"),
+		{"reader on audit", hmacOnly, "GET", auditPath, "Bearer " + readerMinted, 403, forbidden("audit"),
 			"forbidden: no group of the token grants audit access"},
-		{"group names are exact", hmacOnly, "GET", "/r", "Bearer " + mint(t, "Readers", "readers "), 403, forbidden("read"),
+		{"group names are exact", hmacOnly, "GET", readPath, "Bearer " + mint(t, "Readers", "readers "), 403, forbidden("read"),
 			"forbidden: no group of the token grants read access"},
-		{"reader GET", hmacOnly, "GET", "/r", "Bearer " + readerMinted, 200, "", ""},
-		{"lower-case scheme", hmacOnly, "GET", "/r", "bearer " + readerMinted, 200, "", ""},
-		{"writer POST", hmacOnly, "POST", "/w", "Bearer " + writerMinted, 200, "", ""},
-		{"admin GET", hmacOnly, "GET", "/r", "Bearer " + adminMinted, 200, "", ""},
-		{"admin POST", hmacOnly, "POST", "/w", "Bearer " + adminMinted, 200, "", ""},
-		{"auditor", hmacOnly, "GET", "/a", "Bearer " + mint(t, "auditors"), 200, "", ""},
+		{"reader GET", hmacOnly, "GET", readPath, "Bearer " + readerMinted, 200, "", ""},
+		{"lower-case scheme", hmacOnly, "GET", readPath, "bearer " + readerMinted, 200, "", ""},
+		{"writer POST", hmacOnly, "POST", writePath, "Bearer " + writerMinted, 201, "", ""},
+		{"admin GET", hmacOnly, "GET", readPath, "Bearer " + adminMinted, 200, "", ""},
+		{"admin POST", hmacOnly, "POST", writePath, "Bearer " + adminMinted, 201, "", ""},
+		{"auditor", hmacOnly, "GET", auditPath, "Bearer " + mint(t, "auditors"), 200, "", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			res := call(t, tc.srv, tc.method, tc.path, tc.authorization)
+			res := call(t, chk, tc.srv, tc.method, tc.path, tc.authorization)
 			if res.status != tc.status {
 				t.Fatalf("status %d, want %d; body %s", res.status, tc.status, res.body)
 			}
@@ -307,7 +357,7 @@ func TestAuthMatrix(t *testing.T) {
 					t.Error("the response echoes the token")
 				}
 			}
-			if tc.status == http.StatusOK {
+			if tc.status < 300 {
 				checkPrincipal(t, res.body)
 				return
 			}
@@ -322,40 +372,52 @@ func TestAuthMatrix(t *testing.T) {
 	}
 }
 
-func checkPrincipal(t *testing.T, body []byte) {
+// principalIn reads what principalActivity put in a 2xx answer, a page or
+// an activity.
+func principalIn(t *testing.T, body []byte) (principalData, activity.Author) {
 	t.Helper()
-	var got struct {
-		Principal    Identity
-		HasPrincipal bool
-		Author       struct{ FullName, Email string }
-		HasAuthor    bool
+	var page struct {
+		Results []json.RawMessage `json:"results"`
 	}
-	if err := json.Unmarshal(body, &got); err != nil {
+	if err := json.Unmarshal(body, &page); err != nil {
 		t.Fatalf("%v: %s", err, body)
 	}
+	if len(page.Results) == 1 {
+		body = page.Results[0]
+	}
+	var a struct {
+		NewData       principalData   `json:"newData"`
+		AuthorDetails activity.Author `json:"authorDetails"`
+	}
+	if err := json.Unmarshal(body, &a); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	return a.NewData, a.AuthorDetails
+}
+
+func checkPrincipal(t *testing.T, body []byte) {
+	t.Helper()
+	got, author := principalIn(t, body)
 	p := got.Principal
 	if !got.HasPrincipal || p.Subject != "u-1" || p.Name != "Ada Lovelace" || p.Email != "ada@example.org" || len(p.Groups) == 0 {
 		t.Errorf("principal %+v (present %v)", p, got.HasPrincipal)
 	}
-	if !got.HasAuthor || got.Author.FullName != "Ada Lovelace" || got.Author.Email != "ada@example.org" {
-		t.Errorf("author %+v (present %v)", got.Author, got.HasAuthor)
+	if !got.HasAuthor || author.FullName != "Ada Lovelace" || author.Email != "ada@example.org" {
+		t.Errorf("author %+v (present %v)", author, got.HasAuthor)
 	}
 }
 
 func TestMoreThanOneAuthorizationHeader(t *testing.T) {
 	t.Parallel()
+	chk := apitest.New(t)
 	srv := newServer(t, newAuth(t, Config{HMACSecret: []byte(testSecret)}))
-	req, err := http.NewRequest("GET", srv.URL+"/r", nil)
+	req, err := http.NewRequestWithContext(t.Context(), "GET", srv.URL+readPath, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Add("Authorization", "Bearer "+mint(t, "readers"))
 	req.Header.Add("Authorization", "Bearer "+mint(t, "readers"))
-	res, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
+	res, _ := chk.Do(t, srv.Client(), req)
 	if res.StatusCode != 401 || res.Header.Get("WWW-Authenticate") != invalid("more than one Authorization header") {
 		t.Errorf("status %d, challenge %s", res.StatusCode, res.Header.Get("WWW-Authenticate"))
 	}
@@ -367,15 +429,19 @@ func TestDisabledLetsEverythingThrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	chk := apitest.New(t)
 	srv := newServer(t, a)
-	for _, tc := range []struct{ method, path, authorization string }{
-		{"GET", "/r", ""}, {"POST", "/w", ""}, {"GET", "/a", "Bearer garbage"},
+	for _, tc := range []struct {
+		method, path, authorization string
+		status                      int
+	}{
+		{"GET", readPath, "", 200}, {"POST", writePath, "", 201}, {"GET", auditPath, "Bearer garbage", 200},
 	} {
-		res := call(t, srv, tc.method, tc.path, tc.authorization)
-		if res.status != 200 {
+		res := call(t, chk, srv, tc.method, tc.path, tc.authorization)
+		if res.status != tc.status {
 			t.Fatalf("%s %s: status %d: %s", tc.method, tc.path, res.status, res.body)
 		}
-		if !strings.Contains(string(res.body), `"hasPrincipal":false`) || !strings.Contains(string(res.body), `"hasAuthor":false`) {
+		if got, author := principalIn(t, res.body); got.HasPrincipal || got.HasAuthor || author != (activity.Author{}) {
 			t.Errorf("%s %s: a principal was set: %s", tc.method, tc.path, res.body)
 		}
 	}
@@ -383,15 +449,13 @@ func TestDisabledLetsEverythingThrough(t *testing.T) {
 
 func TestUnknownPermissionFailsClosed(t *testing.T) {
 	t.Parallel()
+	chk := apitest.New(t)
 	a := newAuth(t, Config{HMACSecret: []byte(testSecret)})
-	e := httpapi.NewEngine("authtest", slog.New(slog.DiscardHandler), nil)
-	e.GET("/x", a.Require(Permission(42)), func(c *gin.Context) { c.Status(200) })
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest("GET", "/x", nil)
+	e := newEngine(a, Permission(42), Permission(42), Permission(42))
+	req := httptest.NewRequest("GET", readPath, nil)
 	req.Header.Set("Authorization", "Bearer "+mint(t, "readers", "writers", "auditors"))
-	e.ServeHTTP(rec, req)
-	if rec.Code != http.StatusInternalServerError {
-		t.Errorf("status %d, want 500", rec.Code)
+	if res, body := chk.Serve(t, e, req); res.StatusCode != http.StatusInternalServerError {
+		t.Errorf("status %d, want 500: %s", res.StatusCode, body)
 	}
 }
 

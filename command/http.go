@@ -78,7 +78,8 @@ func (h *recordHandler) serve(c *gin.Context) {
 		return
 	}
 	if err != nil {
-		httpapi.Error(c, http.StatusBadRequest, "the request body could not be read", nil)
+		httpapi.Error(c, http.StatusBadRequest, "the request body could not be read",
+			map[string][]string{"body": {"could not be read"}})
 		return
 	}
 
@@ -173,7 +174,9 @@ func (h *recordHandler) failRecord(c *gin.Context, many bool, err error) {
 	case errors.Is(err, eventstore.ErrTooLarge):
 		httpapi.Error(c, http.StatusRequestEntityTooLarge, "the activities are too large for the event store to record at once", nil)
 	case errors.Is(err, eventstore.ErrInvalid):
-		httpapi.Error(c, http.StatusBadRequest, "the event store cannot take these activities: check targetId and id", nil)
+		// The validator should have caught it; a 400 still names a field.
+		httpapi.Error(c, http.StatusBadRequest, "the event store cannot take these activities: check targetId and id",
+			map[string][]string{"body": {"the event store cannot take these activities"}})
 	case errors.Is(err, eventstore.ErrUnavailable), errors.Is(err, eventstore.ErrConflict),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		// ErrConflict cannot mean a failed expectation (Record appends with

@@ -1,6 +1,7 @@
 package command_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +23,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/council/activityhistory/activity"
+	"github.com/council/activityhistory/apitest"
 	"github.com/council/activityhistory/command"
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
@@ -30,10 +34,13 @@ import (
 // "future" is measured from it.
 func fixedNow() time.Time { return time.Date(2025, 3, 4, 10, 30, 0, 0, time.UTC) }
 
+// env is one test's engine over its own store. Every exchange with it is
+// checked against the OpenAPI document by chk, one Checker per top-level test.
 type env struct {
 	url   string
 	store *natsjs.Store
 	http  *http.Client
+	chk   *apitest.Checker
 }
 
 func openStore(t testing.TB) *natsjs.Store {
@@ -70,7 +77,7 @@ func newEnv(t *testing.T, deps command.EngineDeps) *env {
 	t.Cleanup(srv.Close)
 	client := srv.Client()
 	client.Transport.(*http.Transport).MaxIdleConnsPerHost = 32
-	return &env{url: srv.URL, store: store, http: client}
+	return &env{url: srv.URL, store: store, http: client, chk: apitest.New(t)}
 }
 
 type reply struct {
@@ -88,15 +95,30 @@ func (e *env) post(t *testing.T, path, contentType string, body io.Reader) reply
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	return e.do(t, req)
+}
+
+// do sends req and checks the answer against the OpenAPI document.
+func (e *env) do(t *testing.T, req *http.Request) reply {
+	t.Helper()
+	resp, b := e.chk.Do(t, e.http, req)
+	return reply{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// noRoute sends req, which the document deliberately does not describe, and
+// checks that the answer is the 404 or 405 error envelope.
+func (e *env) noRoute(t *testing.T, req *http.Request) reply {
+	t.Helper()
 	resp, err := e.http.Do(req)
 	if err != nil {
-		t.Fatalf("POST %s: %v", path, err)
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("read response: %v", err)
 	}
+	e.chk.CheckNoRoute(t, req, resp, b)
 	return reply{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
@@ -432,13 +454,20 @@ func TestConcurrentWritersOneTarget(t *testing.T) {
 			for _, b := range bodies {
 				req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, e.url+command.APIPath, bytes.NewReader(b))
 				req.Header.Set("Content-Type", "application/json")
+				// Not chk.Do: it may call t.Fatal, which only the test's
+				// own goroutine may. Check reports with t.Errorf.
 				resp, err := e.http.Do(req)
 				if err != nil {
 					errs <- err
 					return
 				}
-				body, _ := io.ReadAll(resp.Body)
+				body, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
+				if err != nil {
+					errs <- fmt.Errorf("writer %d: read response: %w", w, err)
+					return
+				}
+				e.chk.Check(t, req, b, resp, body)
 				if resp.StatusCode != http.StatusCreated {
 					errs <- fmt.Errorf("writer %d: status %d: %s", w, resp.StatusCode, body)
 					return
@@ -614,6 +643,53 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// A body the server cannot read (broken chunked framing) is a 400 naming
+// the body. No client sends that, so the request is written by hand and the
+// answer checked with Check.
+func TestUnreadableBody(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, command.EngineDeps{})
+	u, err := url.Parse(e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(t.Context(), "tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Bounds a hang should the server wait for more; not a timing assertion.
+	if err := conn.SetDeadline(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	const body = "zz\r\n{}\r\n0\r\n\r\n" // "zz" is no chunk size
+	if _, err := io.WriteString(conn, "POST "+command.APIPath+" HTTP/1.1\r\nHost: test\r\n"+
+		"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"+body); err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, e.url+command.APIPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.chk.Check(t, req, []byte(body), resp, b)
+	r := reply{status: resp.StatusCode, header: resp.Header, body: b}
+	r.wantStatus(t, http.StatusBadRequest)
+	if eb := r.envelope(t); len(eb.Errors["body"]) == 0 {
+		t.Errorf("errors do not name the body: %s", b)
+	}
+}
+
 func TestPathCaseInsensitive(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, command.EngineDeps{})
@@ -625,23 +701,20 @@ func TestPathCaseInsensitive(t *testing.T) {
 			t.Errorf("%s: not recorded", path)
 		}
 	}
+	// Methods and paths the API does not have. (GET is the query side's: the
+	// document describes the whole service, so it is not tried here.)
 	for _, c := range []struct {
 		method, path string
 		status       int
 	}{
-		{http.MethodGet, "/api/v1/activityhistory", http.StatusMethodNotAllowed},
+		{http.MethodDelete, "/api/v1/activityhistory", http.StatusMethodNotAllowed},
+		{http.MethodPut, "/API/V1/ActivityHistory", http.StatusMethodNotAllowed},
 		{http.MethodPost, "/api/v1/activityhistoryx", http.StatusNotFound},
 		{http.MethodPost, "/api/v2/activityHistory", http.StatusNotFound},
 	} {
 		req, _ := http.NewRequestWithContext(t.Context(), c.method, e.url+c.path, strings.NewReader("{}"))
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := e.http.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		r := reply{status: resp.StatusCode, header: resp.Header, body: b}
+		r := e.noRoute(t, req)
 		r.wantStatus(t, c.status)
 		r.envelope(t)
 	}
@@ -661,6 +734,7 @@ func TestMiddlewareAndAuthor(t *testing.T) {
 	e := newEnv(t, command.EngineDeps{
 		Middleware: []gin.HandlerFunc{func(c *gin.Context) {
 			if c.GetHeader("Authorization") == "" {
+				c.Header("WWW-Authenticate", `Bearer realm="test"`)
 				httpapi.Error(c, http.StatusUnauthorized, "a bearer token is required", nil)
 				return
 			}
@@ -688,14 +762,7 @@ func TestMiddlewareAndAuthor(t *testing.T) {
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, e.url+command.APIPath, bytes.NewReader(marshal(t, []any{anonymous, signed})))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer x")
-	resp, err := e.http.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
+	e.do(t, req).wantStatus(t, http.StatusCreated)
 	recs := mustRead(t, e.store, target)
 	if len(recs) != 2 {
 		t.Fatalf("stream holds %d records, want 2", len(recs))

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/council/activityhistory/activity"
+	"github.com/council/activityhistory/apitest"
 	"github.com/council/activityhistory/httpapi"
 	"github.com/council/activityhistory/projection"
 	"github.com/council/activityhistory/projection/redistest"
@@ -84,14 +85,17 @@ func (l *lockedBuffer) records(t *testing.T) []map[string]any {
 	return out
 }
 
+// fixture is an engine over a read model. Every exchange with it is checked
+// against the OpenAPI document by chk, which the top-level test owns.
 type fixture struct {
 	url   string
 	model model
 	logs  *lockedBuffer
 	pos   uint64
+	chk   *apitest.Checker
 }
 
-func newFixture(t *testing.T, m model, mw ...gin.HandlerFunc) *fixture {
+func newFixture(t *testing.T, chk *apitest.Checker, m model, mw ...gin.HandlerFunc) *fixture {
 	t.Helper()
 	logs := &lockedBuffer{}
 	svc, err := query.New(m, query.Options{CursorSecret: []byte(secret)})
@@ -104,7 +108,7 @@ func newFixture(t *testing.T, m model, mw ...gin.HandlerFunc) *fixture {
 	})
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
-	return &fixture{url: srv.URL, model: m, logs: logs}
+	return &fixture{url: srv.URL, model: m, logs: logs, chk: chk}
 }
 
 // add records n activities of target, one minute apart after base; the
@@ -145,9 +149,27 @@ type response struct {
 	body   []byte
 }
 
-func get(t *testing.T, rawURL string) response {
+// get GETs rawURL and checks the answer against the OpenAPI document.
+func (f *fixture) get(t *testing.T, rawURL string) response {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, rawURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.do(t, req)
+}
+
+func (f *fixture) do(t *testing.T, req *http.Request) response {
+	t.Helper()
+	res, body := f.chk.Do(t, nil, req)
+	return response{status: res.StatusCode, header: res.Header, body: body}
+}
+
+// noRoute sends req, which the document deliberately does not describe, and
+// checks that the answer is the 404 or 405 error envelope.
+func (f *fixture) noRoute(t *testing.T, method, rawURL string) response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, rawURL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +182,7 @@ func get(t *testing.T, rawURL string) response {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.chk.CheckNoRoute(t, req, res, body)
 	return response{status: res.StatusCode, header: res.Header, body: body}
 }
 
@@ -270,6 +293,7 @@ func checkError(t *testing.T, r response, status int, field string) {
 
 func TestHistoryPageSizes(t *testing.T) {
 	t.Parallel()
+	chk := apitest.New(t)
 	cases := []struct {
 		records  int
 		pageSize string // "" = absent
@@ -290,13 +314,13 @@ func TestHistoryPageSizes(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(fmt.Sprintf("%s/%d records pageSize %q", m.name, tc.records, tc.pageSize), func(t *testing.T) {
 				t.Parallel()
-				f := newFixture(t, m.new(t))
+				f := newFixture(t, chk, m.new(t))
 				acts := f.add(t, targetA, tc.records)
 				params := []string{"targetId", targetA}
 				if tc.pageSize != "" {
 					params = append(params, "pageSize", tc.pageSize)
 				}
-				p := decodePage(t, get(t, historyURL(f.url, params...)))
+				p := decodePage(t, f.get(t, historyURL(f.url, params...)))
 				if want := newestFirst(acts)[:tc.want]; !slices.Equal(ids(p.results), want) {
 					t.Errorf("got %d results %v, want the newest %d", len(p.results), ids(p.results), tc.want)
 				}
@@ -323,7 +347,7 @@ func walk(t *testing.T, f *fixture, target string, pageSize string) ([]string, [
 		if token != "" {
 			params = append(params, "paginationToken", token)
 		}
-		p := decodePage(t, get(t, historyURL(f.url, params...)))
+		p := decodePage(t, f.get(t, historyURL(f.url, params...)))
 		all = append(all, ids(p.results)...)
 		sizes = append(sizes, len(p.results))
 		if p.next == nil {
@@ -340,6 +364,7 @@ func walk(t *testing.T, f *fixture, target string, pageSize string) ([]string, [
 
 func TestHistoryWalk(t *testing.T) {
 	t.Parallel()
+	chk := apitest.New(t)
 	cases := []struct {
 		name      string
 		records   int
@@ -357,7 +382,7 @@ func TestHistoryWalk(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(m.name+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				f := newFixture(t, m.new(t))
+				f := newFixture(t, chk, m.new(t))
 				var acts []activity.Activity
 				if tc.sameTime {
 					for range tc.records {
@@ -382,15 +407,15 @@ func TestHistoryWalk(t *testing.T) {
 
 func TestHistoryTargetIDCanonical(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, projection.NewMemory())
+	f := newFixture(t, apitest.New(t), projection.NewMemory())
 	acts := f.add(t, targetA, 12)
 	for _, id := range []string{strings.ToUpper(targetA), strings.ReplaceAll(targetA, "-", "")} {
-		first := decodePage(t, get(t, historyURL(f.url, "targetId", id)))
+		first := decodePage(t, f.get(t, historyURL(f.url, "targetId", id)))
 		if !slices.Equal(ids(first.results), newestFirst(acts)[:10]) || first.next == nil {
 			t.Fatalf("targetId %s: got %v next %v", id, ids(first.results), first.next)
 		}
 		// The token is bound to the target, not to its spelling.
-		second := decodePage(t, get(t, historyURL(f.url, "targetId", targetA, "paginationToken", *first.next)))
+		second := decodePage(t, f.get(t, historyURL(f.url, "targetId", targetA, "paginationToken", *first.next)))
 		if !slices.Equal(ids(second.results), newestFirst(acts)[10:]) {
 			t.Errorf("second page %v", ids(second.results))
 		}
@@ -399,11 +424,11 @@ func TestHistoryTargetIDCanonical(t *testing.T) {
 
 func TestHistoryErrors(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, projection.NewMemory())
+	f := newFixture(t, apitest.New(t), projection.NewMemory())
 	f.add(t, targetA, 15)
 	f.add(t, targetB, 15)
-	tokenA := *decodePage(t, get(t, historyURL(f.url, "targetId", targetA))).next
-	tokenB := *decodePage(t, get(t, historyURL(f.url, "targetId", targetB))).next
+	tokenA := *decodePage(t, f.get(t, historyURL(f.url, "targetId", targetA))).next
+	tokenB := *decodePage(t, f.get(t, historyURL(f.url, "targetId", targetB))).next
 	forged := []byte(tokenA)
 	forged[len(forged)/2] ^= 'A' ^ 'B' // stays base64url
 	if forged[len(forged)/2] == tokenA[len(forged)/2] {
@@ -448,12 +473,12 @@ func TestHistoryErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			checkError(t, get(t, f.url+"/api/v1/activityHistory?"+tc.query), tc.status, tc.field)
+			checkError(t, f.get(t, f.url+"/api/v1/activityHistory?"+tc.query), tc.status, tc.field)
 		})
 	}
 	t.Run("both fields named", func(t *testing.T) {
 		t.Parallel()
-		r := get(t, f.url+"/api/v1/activityHistory?targetId=x&pageSize=0")
+		r := f.get(t, f.url+"/api/v1/activityHistory?targetId=x&pageSize=0")
 		var e httpapi.ErrorBody
 		if err := json.Unmarshal(r.body, &e); err != nil {
 			t.Fatal(err)
@@ -466,13 +491,13 @@ func TestHistoryErrors(t *testing.T) {
 
 func TestHistoryParamNamesAnyCase(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, projection.NewMemory())
+	f := newFixture(t, apitest.New(t), projection.NewMemory())
 	acts := f.add(t, targetA, 8)
-	p := decodePage(t, get(t, f.url+"/api/v1/activityhistory?targetid="+targetA+"&PAGESIZE=3"))
+	p := decodePage(t, f.get(t, f.url+"/api/v1/activityhistory?targetid="+targetA+"&PAGESIZE=3"))
 	if !slices.Equal(ids(p.results), newestFirst(acts)[:3]) || p.next == nil {
 		t.Fatalf("got %v next %v", ids(p.results), p.next)
 	}
-	p = decodePage(t, get(t, f.url+"/api/v1/activityhistory?targetid="+targetA+"&pagesize=5&paginationtoken="+*p.next))
+	p = decodePage(t, f.get(t, f.url+"/api/v1/activityhistory?targetid="+targetA+"&pagesize=5&paginationtoken="+*p.next))
 	if !slices.Equal(ids(p.results), newestFirst(acts)[3:]) || p.next != nil {
 		t.Fatalf("second page %v next %v", ids(p.results), p.next)
 	}
@@ -480,14 +505,14 @@ func TestHistoryParamNamesAnyCase(t *testing.T) {
 
 func TestGetByID(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, projection.NewMemory())
+	f := newFixture(t, apitest.New(t), projection.NewMemory())
 	acts := f.add(t, targetA, 3)
 	want, err := json.Marshal(acts[1])
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{acts[1].ID, strings.ToUpper(acts[1].ID)} {
-		r := get(t, f.url+"/api/v1/activityHistory/"+id)
+		r := f.get(t, f.url+"/api/v1/activityHistory/"+id)
 		if r.status != http.StatusOK || !bytes.Equal(r.body, want) {
 			t.Fatalf("GET %s: %d %s, want %s", id, r.status, r.body, want)
 		}
@@ -495,24 +520,24 @@ func TestGetByID(t *testing.T) {
 			t.Errorf("Content-Type %q", ct)
 		}
 	}
-	checkError(t, get(t, f.url+"/api/v1/activityHistory/"+unknown), 404, "")
-	checkError(t, get(t, f.url+"/api/v1/activityHistory/not-a-uuid"), 400, "id")
-	checkError(t, get(t, f.url+"/api/v1/activityHistory/%7B"+acts[1].ID+"%7D"), 400, "id")
+	checkError(t, f.get(t, f.url+"/api/v1/activityHistory/"+unknown), 404, "")
+	checkError(t, f.get(t, f.url+"/api/v1/activityHistory/not-a-uuid"), 400, "id")
+	checkError(t, f.get(t, f.url+"/api/v1/activityHistory/%7B"+acts[1].ID+"%7D"), 400, "id")
 }
 
 func TestPathAnyCase(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, projection.NewMemory())
+	f := newFixture(t, apitest.New(t), projection.NewMemory())
 	acts := f.add(t, targetA, 2)
 	for _, path := range []string{
 		"/api/v1/activityHistory", "/api/v1/activityhistory", "/api/v1/ACTIVITYHISTORY",
 		"/API/V1/ActivityHistory",
 	} {
-		p := decodePage(t, get(t, f.url+path+"?targetId="+targetA))
+		p := decodePage(t, f.get(t, f.url+path+"?targetId="+targetA))
 		if len(p.results) != 2 {
 			t.Errorf("%s: %d results", path, len(p.results))
 		}
-		r := get(t, f.url+path+"/"+acts[0].ID)
+		r := f.get(t, f.url+path+"/"+acts[0].ID)
 		if r.status != http.StatusOK {
 			t.Errorf("%s/{id}: %d %s", path, r.status, r.body)
 		}
@@ -522,37 +547,34 @@ func TestPathAnyCase(t *testing.T) {
 		"/api/v1/activityHistorys", "/api/v1/activityHistory/", "/api/v2/activityhistory",
 		"/api/v1/activityHi%C5%BFtory", // long s folds to s in Unicode, not here
 	} {
-		checkError(t, get(t, f.url+path+"?targetId="+targetA), 404, "")
+		checkError(t, f.noRoute(t, http.MethodGet, f.url+path+"?targetId="+targetA), 404, "")
 	}
 }
 
 func TestMethodNotAllowed(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, projection.NewMemory())
-	res, err := http.Post(f.url+"/api/v1/activityhistory", "application/json", strings.NewReader(`{}`))
-	if err != nil {
-		t.Fatal(err)
+	f := newFixture(t, apitest.New(t), projection.NewMemory())
+	// Methods the API does not have. (POST is the command side's: the
+	// document describes the whole service, so it is not tried here.)
+	for _, method := range []string{http.MethodDelete, http.MethodPut, http.MethodPatch} {
+		checkError(t, f.noRoute(t, method, f.url+"/api/v1/activityhistory"), http.StatusMethodNotAllowed, "")
+		checkError(t, f.noRoute(t, method, f.url+"/api/v1/ActivityHistory/"+unknown), http.StatusMethodNotAllowed, "")
 	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	checkError(t, response{status: res.StatusCode, header: res.Header, body: body}, http.StatusMethodNotAllowed, "")
 }
 
 func TestQueryLog(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, projection.NewMemory())
+	f := newFixture(t, apitest.New(t), projection.NewMemory())
 	f.add(t, targetA, 12)
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, historyURL(f.url, "targetId", strings.ToUpper(targetA), "pageSize", "5"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set(httpapi.CorrelationHeader, "corr-123")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	if r := f.do(t, req); r.status != http.StatusOK || r.header.Get(httpapi.CorrelationHeader) != "corr-123" {
+		t.Errorf("status %d, correlation id %q", r.status, r.header.Get(httpapi.CorrelationHeader))
 	}
-	res.Body.Close()
-	checkError(t, get(t, historyURL(f.url, "targetId", targetA, "paginationToken", "bogus")), 400, "paginationToken")
+	checkError(t, f.get(t, historyURL(f.url, "targetId", targetA, "paginationToken", "bogus")), 400, "paginationToken")
 
 	var queries []map[string]any
 	for _, rec := range f.logs.records(t) {
@@ -585,27 +607,23 @@ func TestMiddlewareOnAPIRoutesOnly(t *testing.T) {
 	t.Parallel()
 	deny := func(c *gin.Context) {
 		if c.GetHeader("Authorization") != "Bearer ok" {
+			c.Header("WWW-Authenticate", `Bearer realm="test"`)
 			httpapi.Error(c, http.StatusUnauthorized, "missing or bad token", nil)
 		}
 	}
-	f := newFixture(t, projection.NewMemory(), deny)
+	f := newFixture(t, apitest.New(t), projection.NewMemory(), deny)
 	f.add(t, targetA, 1)
-	checkError(t, get(t, historyURL(f.url, "targetId", targetA)), http.StatusUnauthorized, "")
-	checkError(t, get(t, f.url+"/api/v1/ACTIVITYHISTORY?targetId="+targetA), http.StatusUnauthorized, "")
-	checkError(t, get(t, f.url+"/elsewhere"), http.StatusNotFound, "")
+	checkError(t, f.get(t, historyURL(f.url, "targetId", targetA)), http.StatusUnauthorized, "")
+	checkError(t, f.get(t, f.url+"/api/v1/ACTIVITYHISTORY?targetId="+targetA), http.StatusUnauthorized, "")
+	checkError(t, f.noRoute(t, http.MethodGet, f.url+"/elsewhere"), http.StatusNotFound, "")
 
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, historyURL(f.url, "targetId", targetA), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer ok")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Errorf("authorised request: %d", res.StatusCode)
+	if r := f.do(t, req); r.status != http.StatusOK {
+		t.Errorf("authorised request: %d %s", r.status, r.body)
 	}
 }
 
@@ -615,9 +633,9 @@ func TestReaderFailure(t *testing.T) {
 	t.Parallel()
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { c.Close() })
-	f := newFixture(t, projection.NewRedis(c, "unreachable:"))
+	f := newFixture(t, apitest.New(t), projection.NewRedis(c, "unreachable:"))
 	for _, path := range []string{"/api/v1/activityHistory?targetId=" + targetA, "/api/v1/activityHistory/" + unknown} {
-		r := get(t, f.url+path)
+		r := f.get(t, f.url+path)
 		checkError(t, r, http.StatusInternalServerError, "")
 		if bytes.Contains(r.body, []byte("127.0.0.1")) || bytes.Contains(r.body, []byte("refused")) {
 			t.Errorf("500 body leaks the cause: %s", r.body)
@@ -640,10 +658,10 @@ func TestBadRequestWithReaderDown(t *testing.T) {
 	t.Parallel()
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { c.Close() })
-	f := newFixture(t, projection.NewRedis(c, "unreachable:"))
-	checkError(t, get(t, f.url+"/api/v1/activityHistory?targetId=nope"), 400, "targetId")
-	checkError(t, get(t, f.url+"/api/v1/activityHistory?targetId="+targetA+"&paginationToken=zz"), 400, "paginationToken")
-	checkError(t, get(t, f.url+"/api/v1/activityHistory/zz"), 400, "id")
+	f := newFixture(t, apitest.New(t), projection.NewRedis(c, "unreachable:"))
+	checkError(t, f.get(t, f.url+"/api/v1/activityHistory?targetId=nope"), 400, "targetId")
+	checkError(t, f.get(t, f.url+"/api/v1/activityHistory?targetId="+targetA+"&paginationToken=zz"), 400, "paginationToken")
+	checkError(t, f.get(t, f.url+"/api/v1/activityHistory/zz"), 400, "id")
 }
 
 // FuzzRequest: no request, however malformed, gets a 5xx from a healthy

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/council/activityhistory/apitest"
 	"github.com/council/activityhistory/httpapi"
 	"github.com/council/activityhistory/projection"
 	"github.com/council/activityhistory/query"
@@ -40,7 +41,7 @@ func TestNewRejects(t *testing.T) {
 func TestConfiguredPageSizes(t *testing.T) {
 	t.Parallel()
 	mem := projection.NewMemory()
-	f := &fixture{model: mem}
+	f := &fixture{model: mem, chk: apitest.New(t)}
 	acts := f.add(t, targetA, 60)
 	svc, err := query.New(mem, query.Options{CursorSecret: []byte(secret), DefaultPageSize: 25, MaxPageSize: 50})
 	if err != nil {
@@ -48,13 +49,14 @@ func TestConfiguredPageSizes(t *testing.T) {
 	}
 	srv := httptest.NewServer(query.NewEngine(svc, query.EngineDeps{}))
 	t.Cleanup(srv.Close)
+	f.url = srv.URL
 
-	p := decodePage(t, get(t, historyURL(srv.URL, "targetId", targetA)))
+	p := decodePage(t, f.get(t, historyURL(f.url, "targetId", targetA)))
 	if len(p.results) != 25 || p.results[0].ID != newestFirst(acts)[0] {
 		t.Errorf("default page: %d results", len(p.results))
 	}
-	decodePage(t, get(t, historyURL(srv.URL, "targetId", targetA, "pageSize", "50")))
-	r := get(t, historyURL(srv.URL, "targetId", targetA, "pageSize", "51"))
+	decodePage(t, f.get(t, historyURL(f.url, "targetId", targetA, "pageSize", "50")))
+	r := f.get(t, historyURL(f.url, "targetId", targetA, "pageSize", "51"))
 	checkError(t, r, http.StatusBadRequest, "pageSize")
 	var e httpapi.ErrorBody
 	if err := json.Unmarshal(r.body, &e); err != nil || !strings.Contains(strings.Join(e.Errors["pageSize"], " "), "1 to 50") {

@@ -74,6 +74,7 @@ type app struct {
 	model     readModel
 	projector *projection.Projector
 	handler   http.Handler
+	engines   []*gin.Engine
 	ready     *atomic.Bool
 	closers   []func() error
 }
@@ -138,6 +139,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		o.mount(e)
 		apidocs.Mount(e)
 		cmdEngine = e
+		a.engines = append(a.engines, e.FoldedEngine.Engine)
 	}
 	if cfg.has("query") {
 		secret, err := cursorSecret(cfg)
@@ -156,12 +158,14 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		o.mount(e)
 		apidocs.Mount(e)
 		queryEngine = e
+		a.engines = append(a.engines, e.FoldedEngine.Engine)
 	}
 	if cmdEngine == nil && queryEngine == nil {
 		// Projector only: still serve health and metrics.
 		e := httpapi.NewEngine("ops", log, metrics)
 		o.mount(e)
 		queryEngine = e
+		a.engines = append(a.engines, e)
 	}
 	a.handler = httpapi.CORS(cfg.CORSAllowedOrigin, splitByMethod(queryEngine, cmdEngine))
 	return a, nil

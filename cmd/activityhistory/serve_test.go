@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/council/activityhistory/apidocs"
 	"github.com/council/activityhistory/apitest"
 	"github.com/council/activityhistory/auth"
 	"github.com/council/activityhistory/projection/redistest"
@@ -522,5 +523,48 @@ func TestTokenCommand(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"token"}, func(string) string { return "" }, io.Discard, io.Discard); err == nil {
 		t.Fatal("token without a secret succeeded")
+	}
+}
+
+// Every route the service serves is in the OpenAPI document.
+func TestEveryRouteIsDocumented(t *testing.T) {
+	t.Parallel()
+	doc := string(apidocs.YAML())
+	_, prefix := redistest.Client(t)
+	for _, roles := range []string{"command,query,projector", "command", "projector"} {
+		env := map[string]string{"DATA_DIR": t.TempDir(), "AUTH_DISABLED": "true", "ROLES": roles,
+			"REDIS_URL": redisURL(), "REDIS_PREFIX": prefix}
+		cfg, err := parseServeConfig(nil, func(k string) string { return env[k] }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := build(context.Background(), cfg, newLogger(cfg, io.Discard), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range a.engines {
+			for _, r := range e.Routes() {
+				path := r.Path
+				switch path {
+				case "/swagger", "/swagger/*filepath":
+					// The UI and its assets: documented as /swagger/.
+					path = "/swagger/"
+				}
+				path = strings.ReplaceAll(path, ":id", "{id}")
+				i := strings.Index(doc, "\n  "+path+":")
+				if i < 0 {
+					t.Errorf("roles %s: %s %s is not in the document", roles, r.Method, r.Path)
+					continue
+				}
+				rest := doc[i+1:]
+				if j := strings.Index(rest[3:], "\n  /"); j >= 0 {
+					rest = rest[:j+3]
+				}
+				if !strings.Contains(rest, "\n    "+strings.ToLower(r.Method)+":") {
+					t.Errorf("roles %s: %s %s: method not documented", roles, r.Method, r.Path)
+				}
+			}
+		}
+		a.close()
 	}
 }
