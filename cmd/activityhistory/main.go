@@ -39,6 +39,7 @@ Usage:
   activityhistory serve  [flags]   run the service (roles: command, query, projector)
   activityhistory token  [flags]   mint a development JWT
   activityhistory verify [flags]   verify the hash chain of one stream or all of them
+  activityhistory load   [flags]   drive a running service with writers and readers; report throughput and latency
   activityhistory help             this text
 
 Run "activityhistory <command> -h" for the flags of a command. Every flag of serve
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return token(args[1:], getenv, stdout, stderr)
 	case "verify":
 		return verify(ctx, args[1:], getenv, stdout, stderr)
+	case "load":
+		return load(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
