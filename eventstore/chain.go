@@ -122,17 +122,31 @@ func VerifyRecords(stream string, recs []Record, from *Head) (*Head, error) {
 	return head, nil
 }
 
-// Verify reads a whole stream through s and checks its chain. When
-// expected is not nil (a head kept outside the stream), the stream must end
-// exactly there, so that removal of the newest records is detected.
-func Verify(ctx context.Context, s Store, stream string, expected *Head) (*Head, error) {
+// StreamReader is the part of a Store that Verify needs.
+type StreamReader interface {
+	Read(ctx context.Context, stream string, from uint64, limit int) ([]Record, error)
+}
+
+// Verify reads a whole stream and checks its chain. expected, when not nil,
+// is a head kept outside the stream (recorded after an append succeeded):
+//   - the stream must hold a record at expected.Revision with expected.Hash
+//     (and, when expected.Position is not 0, at that position: a record
+//     removed and written again lands elsewhere), so removal of the newest
+//     records, or of the whole stream, is detected;
+//   - records after expected.Revision are accepted: heads are recorded after
+//     the append, so a stream may be ahead of its head for a moment, and for
+//     good when a writer stopped in between. Such records are only as safe
+//     as the chain alone makes them.
+func Verify(ctx context.Context, s StreamReader, stream string, expected *Head) (*Head, error) {
 	const page = 1000
 	var head *Head
 	var from uint64
+	matched := expected == nil
 	for {
 		recs, err := s.Read(ctx, stream, from, page)
-		if errors.Is(err, ErrNotFound) && head != nil {
-			break
+		if errors.Is(err, ErrNotFound) && head == nil && expected != nil {
+			return nil, &ChainError{Stream: stream, Revision: 0,
+				Reason: fmt.Sprintf("no records, but the head is recorded at revision %d", expected.Revision)}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("verify %s: %w", stream, err)
@@ -140,19 +154,41 @@ func Verify(ctx context.Context, s Store, stream string, expected *Head) (*Head,
 		if head, err = VerifyRecords(stream, recs, head); err != nil {
 			return nil, err
 		}
-		if len(recs) < page {
+		if !matched {
+			if matched, err = matchHead(stream, recs, expected); err != nil {
+				return head, err
+			}
+		}
+		if len(recs) < page || head == nil {
 			break
 		}
 		from = head.Revision + 1
 	}
-	if expected != nil {
-		switch {
-		case head.Revision < expected.Revision:
-			return head, &ChainError{Stream: stream, Revision: head.Revision + 1,
-				Reason: fmt.Sprintf("records after revision %d are missing (head recorded at %d)", head.Revision, expected.Revision)}
-		case head.Revision == expected.Revision && head.Hash != expected.Hash:
-			return head, &ChainError{Stream: stream, Revision: head.Revision, Reason: "last record differs from the recorded head"}
-		}
+	if head == nil {
+		return nil, fmt.Errorf("verify %s: %w", stream, ErrNotFound)
+	}
+	if !matched {
+		return head, &ChainError{Stream: stream, Revision: head.Revision + 1,
+			Reason: fmt.Sprintf("records after revision %d are missing (head recorded at %d)", head.Revision, expected.Revision)}
 	}
 	return head, nil
+}
+
+// matchHead reports whether recs hold the record of the recorded head, and
+// fails when they hold a different one.
+func matchHead(stream string, recs []Record, expected *Head) (bool, error) {
+	for _, r := range recs {
+		if r.Revision != expected.Revision {
+			continue
+		}
+		switch {
+		case r.Hash != expected.Hash:
+			return true, &ChainError{Stream: stream, Revision: r.Revision, Reason: "record differs from the recorded head"}
+		case expected.Position != 0 && r.Position != expected.Position:
+			return true, &ChainError{Stream: stream, Revision: r.Revision,
+				Reason: fmt.Sprintf("record is at position %d, the recorded head at %d (removed and written again)", r.Position, expected.Position)}
+		}
+		return true, nil
+	}
+	return false, nil
 }

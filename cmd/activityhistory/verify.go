@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/council/activityhistory/eventstore"
@@ -41,37 +42,105 @@ func verify(ctx context.Context, args []string, getenv func(string) string, stdo
 	defer s.Close()
 
 	if target != "" {
-		head, err := eventstore.Verify(ctx, s, target, nil)
-		if err != nil {
-			fmt.Fprintf(stdout, "FAIL %s: %v\n", target, err)
-			return fmt.Errorf("verification failed")
-		}
-		fmt.Fprintf(stdout, "OK %s: %d records, head %s\n", target, head.Revision+1, head.Hash)
-		return nil
+		return verifyOne(ctx, s, target, stdout)
 	}
 	return verifyAll(ctx, s, stdout, stderr)
 }
 
-// verifyAll replays every stream once, in global order, checking each
-// stream's chain as its records go by.
-func verifyAll(ctx context.Context, s store, stdout, stderr io.Writer) error {
-	p, ok := s.(interface {
+// Optional methods of a store, beyond eventstore.Store.
+type (
+	// headKeeper records every stream's head outside the stream, so that
+	// removal of the newest records is found too (natsjs does).
+	headKeeper interface {
+		Verify(ctx context.Context, stream string) (*eventstore.Head, error)
+		Heads(ctx context.Context, fn func(eventstore.Head) error) error
+	}
+	positioner interface {
 		LastPosition(ctx context.Context) (uint64, error)
-	})
+	}
+)
+
+func verifyOne(ctx context.Context, s store, target string, stdout io.Writer) error {
+	var head *eventstore.Head
+	var err error
+	against := ""
+	if hk, ok := s.(headKeeper); ok {
+		head, err = hk.Verify(ctx, target)
+		against = ", checked against its recorded head if any"
+	} else {
+		head, err = eventstore.Verify(ctx, s, target, nil)
+	}
+	if err != nil {
+		fmt.Fprintf(stdout, "FAIL %s: %v\n", target, err)
+		return errors.New("verification failed")
+	}
+	fmt.Fprintf(stdout, "OK %s: %d records, head %s%s\n", target, head.Revision+1, head.Hash, against)
+	return nil
+}
+
+// verifyAll replays every stream once, in global order, checking each
+// stream's chain as its records go by, and each stream against its
+// recorded head when the store keeps them: a stream must reach its head,
+// and a head whose stream has no records left is a failure too.
+func verifyAll(ctx context.Context, s store, stdout, stderr io.Writer) error {
+	p, ok := s.(positioner)
 	if !ok {
 		return errors.New("this event store cannot tell its last position; verify streams one by one with --target")
+	}
+	failed := map[string]error{}
+	fail := func(stream string, err error) {
+		if _, dup := failed[stream]; !dup {
+			failed[stream] = err
+			fmt.Fprintf(stdout, "FAIL %s: %v\n", stream, err)
+		}
+	}
+	// Heads before the position: every head recorded by then is of a
+	// record at or before it.
+	var recorded map[string]eventstore.Head
+	if hk, ok := s.(headKeeper); ok {
+		recorded = map[string]eventstore.Head{}
+		err := hk.Heads(ctx, func(h eventstore.Head) error {
+			recorded[h.Stream] = h
+			return nil
+		})
+		if !errors.Is(err, eventstore.ErrChainBroken) && err != nil {
+			return fmt.Errorf("read recorded heads: %w", err)
+		}
+		for _, e := range chainErrors(err) {
+			fail(e.Stream, e)
+		}
+		fmt.Fprintf(stderr, "%d recorded heads\n", len(recorded))
 	}
 	end, err := p.LastPosition(ctx)
 	if err != nil {
 		return err
 	}
 	heads := map[string]*eventstore.Head{}
-	failed := map[string]error{}
+	reached := map[string]bool{} // the record of the recorded head was seen
 	var seen uint64
 	last := time.Now()
 	done := errors.New("done")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	check := func(r eventstore.Record) {
+		if _, bad := failed[r.Stream]; bad {
+			return
+		}
+		h, err := eventstore.VerifyRecords(r.Stream, []eventstore.Record{r}, heads[r.Stream])
+		if err != nil {
+			fail(r.Stream, err)
+			return
+		}
+		heads[r.Stream] = h
+		if rh, ok := recorded[r.Stream]; ok && rh.Revision == r.Revision {
+			if r.Hash != rh.Hash || r.Position != rh.Position {
+				fail(r.Stream, &eventstore.ChainError{Stream: r.Stream, Revision: r.Revision,
+					Reason: fmt.Sprintf("record (position %d) differs from the recorded head (position %d)", r.Position, rh.Position)})
+				return
+			}
+			reached[r.Stream] = true
+		}
+	}
 	if end > 0 {
 		err = s.Subscribe(ctx, 0, func(ctx context.Context, batch []eventstore.Record) error {
 			for _, r := range batch {
@@ -79,16 +148,7 @@ func verifyAll(ctx context.Context, s store, stdout, stderr io.Writer) error {
 					return done
 				}
 				seen++
-				if _, bad := failed[r.Stream]; bad {
-					continue
-				}
-				h, err := eventstore.VerifyRecords(r.Stream, []eventstore.Record{r}, heads[r.Stream])
-				if err != nil {
-					failed[r.Stream] = err
-					fmt.Fprintf(stdout, "FAIL %s: %v\n", r.Stream, err)
-					continue
-				}
-				heads[r.Stream] = h
+				check(r)
 				if r.Position == end {
 					return done
 				}
@@ -103,10 +163,61 @@ func verifyAll(ctx context.Context, s store, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(stderr, "verified %d records in %d streams\n", seen, len(heads)+len(failed))
-	if len(failed) > 0 {
-		return fmt.Errorf("%d of %d streams failed verification", len(failed), len(heads)+len(failed))
+	names := make([]string, 0, len(recorded))
+	for name := range recorded {
+		names = append(names, name)
 	}
-	fmt.Fprintf(stdout, "OK all %d streams\n", len(heads))
+	slices.Sort(names)
+	for _, name := range names {
+		rh := recorded[name]
+		_, bad := failed[name]
+		switch h := heads[name]; {
+		case bad || reached[name]:
+		case h == nil:
+			fail(name, &eventstore.ChainError{Stream: name, Revision: 0,
+				Reason: fmt.Sprintf("no records, but the head is recorded at revision %d", rh.Revision)})
+		default:
+			fail(name, &eventstore.ChainError{Stream: name, Revision: h.Revision + 1,
+				Reason: fmt.Sprintf("records after revision %d are missing (head recorded at %d)", h.Revision, rh.Revision)})
+		}
+	}
+	streams := len(failed)
+	unrecorded := 0
+	for name := range heads {
+		if _, bad := failed[name]; !bad {
+			streams++
+		}
+		if _, ok := recorded[name]; !ok && recorded != nil {
+			unrecorded++
+		}
+	}
+	fmt.Fprintf(stderr, "verified %d records in %d streams\n", seen, streams)
+	if unrecorded > 0 {
+		// Written before heads were kept, or the writer stopped between
+		// the append and the head update: checked by their chain alone.
+		fmt.Fprintf(stderr, "%d streams have no recorded head; their chains were checked\n", unrecorded)
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d streams failed verification", len(failed), streams)
+	}
+	fmt.Fprintf(stdout, "OK all %d streams\n", streams)
 	return nil
+}
+
+// chainErrors lists the chain errors in err, which may be joined.
+func chainErrors(err error) []*eventstore.ChainError {
+	var out []*eventstore.ChainError
+	var ce *eventstore.ChainError
+	switch e := err.(type) {
+	case nil:
+	case interface{ Unwrap() []error }:
+		for _, inner := range e.Unwrap() {
+			out = append(out, chainErrors(inner)...)
+		}
+	default:
+		if errors.As(err, &ce) {
+			out = append(out, ce)
+		}
+	}
+	return out
 }

@@ -77,7 +77,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	defer cancel()
 	unlock := s.locks.lock(stream)
 	defer unlock()
-	for attempt := 1; ; attempt++ {
+	for attempt, waits := 1, 0; ; {
 		recs, n, err := s.appendOnce(ctx, stream, expected, uniq, sums)
 		if err == nil {
 			out := eventstore.AppendResult{Records: make([]eventstore.Record, len(events)), Appended: n}
@@ -86,13 +86,29 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 			}
 			return out, nil
 		}
-		if !errors.Is(err, errRetry) {
+		var wait time.Duration
+		switch {
+		case errors.Is(err, errRetry):
+			if attempt == maxAttempts {
+				return eventstore.AppendResult{}, fmt.Errorf("append %s: still contended after %d attempts: %w: %w", stream, attempt, eventstore.ErrConflict, err)
+			}
+			wait = backoff(attempt)
+			attempt++
+		case errors.Is(err, eventstore.ErrUnavailable) && ctx.Err() == nil && !s.closed():
+			// A leader election or a reconnect, over in seconds. Trying
+			// again is safe whatever expected is: an attempt that went in
+			// after all is found by its ids and its records returned, and
+			// two attempts cannot both go in (each expects its id-index
+			// subjects to be empty).
+			waits++
+			wait = unavailableBackoff(waits)
+		default:
 			return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
 		}
-		if attempt == maxAttempts {
-			return eventstore.AppendResult{}, fmt.Errorf("append %s: still contended after %d attempts: %w: %w", stream, attempt, eventstore.ErrConflict, err)
-		}
-		if err := sleep(ctx, backoff(attempt)); err != nil {
+		if serr := sleep(ctx, wait); serr != nil {
+			if errors.Is(serr, context.Canceled) {
+				err = serr
+			}
 			return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, backendErr(ctx, err))
 		}
 	}
@@ -136,6 +152,11 @@ func (s *Store) appendOnce(ctx context.Context, stream string, expected eventsto
 		}
 	}
 	if len(fresh) == 0 {
+		// A retry: its first attempt may have gone in without recording
+		// the head.
+		if err := s.ensureRecorded(ctx, stream, recs, cur, cached); err != nil {
+			return nil, 0, err
+		}
 		return recs, 0, nil
 	}
 	at := &cur
@@ -188,7 +209,16 @@ func (s *Store) appendOnce(ctx context.Context, stream string, expected eventsto
 		sealed[k].Position = firstSeq + 2*uint64(k)
 	}
 	last := sealed[len(sealed)-1]
-	s.heads.put(stream, head{revision: last.Revision, hash: last.Hash, seq: last.Position})
+	now := head{revision: last.Revision, hash: last.Hash, seq: last.Position}
+	s.heads.put(stream, now)
+	var kvSeq uint64
+	if at != nil {
+		kvSeq = at.kvSeq
+	}
+	if now.kvSeq, err = s.recordHead(ctx, stream, now, kvSeq); err != nil {
+		return nil, 0, fmt.Errorf("appended at %d but %w", firstSeq, err)
+	}
+	s.heads.put(stream, now)
 	if err := s.stamp(ctx, subj, sealed); err != nil {
 		return nil, 0, fmt.Errorf("appended at %d but %w", firstSeq, err)
 	}
@@ -196,6 +226,22 @@ func (s *Store) appendOnce(ctx context.Context, stream string, expected eventsto
 		recs[i] = sealed[k]
 	}
 	return recs, len(sealed), nil
+}
+
+// ensureRecorded records the head of the newest of recs unless the cache
+// knows a head at least as new to be recorded.
+func (s *Store) ensureRecorded(ctx context.Context, stream string, recs []eventstore.Record, cur head, cached bool) error {
+	newest := recs[0]
+	for _, r := range recs[1:] {
+		if r.Revision > newest.Revision {
+			newest = r
+		}
+	}
+	if cached && cur.kvSeq != 0 && cur.revision >= newest.Revision {
+		return nil
+	}
+	_, err := s.recordHead(ctx, stream, head{revision: newest.Revision, hash: newest.Hash, seq: newest.Position}, 0)
+	return err
 }
 
 func holds(expected eventstore.ExpectedRevision, at *head) bool {
@@ -234,7 +280,6 @@ func classify(ctx context.Context, err error) error {
 		case codeMsgTooLarge, codeBatchTooLarge:
 			return fmt.Errorf("%w: %w", eventstore.ErrTooLarge, err)
 		}
-		return err
 	}
 	return backendErr(ctx, err)
 }
@@ -285,7 +330,12 @@ func (s *Store) original(ctx context.Context, subj, id string, idxSeq uint64) (e
 	if err != nil {
 		return eventstore.Record{}, err
 	}
-	if !ok || m.subject != subj || m.header.Get(jetstream.MsgIDHeader) != id {
+	if !ok {
+		// A replica that has the index message has the event before it;
+		// another replica may not have either yet.
+		return eventstore.Record{}, fmt.Errorf("%w: event of id index %s at %d not found", errRetry, id, idxSeq)
+	}
+	if m.subject != subj || m.header.Get(jetstream.MsgIDHeader) != id {
 		return eventstore.Record{}, fmt.Errorf("id index of %s at %d does not follow its event", id, idxSeq)
 	}
 	return s.record(m)
@@ -296,15 +346,22 @@ func (s *Store) original(ctx context.Context, subj, id string, idxSeq uint64) (e
 // may lag the leader by a moment, hence the short retry.
 func (s *Store) stamp(ctx context.Context, subj string, recs []eventstore.Record) error {
 	var err error
-	for attempt := 1; attempt <= 5; attempt++ {
-		if err = s.stampOnce(ctx, subj, recs); err == nil {
-			return nil
+	for attempt := 1; attempt <= stampAttempts; attempt++ {
+		err = s.stampOnce(ctx, subj, recs)
+		if err == nil || errors.Is(err, eventstore.ErrUnavailable) {
+			break
 		}
 		if sleep(ctx, backoff(attempt)) != nil {
 			break
 		}
 	}
-	return fmt.Errorf("reading it back: %w: %w", eventstore.ErrUnavailable, err)
+	if err != nil && !errors.Is(err, eventstore.ErrUnavailable) {
+		err = fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
+	}
+	if err != nil {
+		return fmt.Errorf("reading it back: %w", err)
+	}
+	return nil
 }
 
 func (s *Store) stampOnce(ctx context.Context, subj string, recs []eventstore.Record) error {
@@ -325,6 +382,16 @@ func (s *Store) stampOnce(ctx context.Context, subj string, recs []eventstore.Re
 		}
 	}
 	return nil
+}
+
+// stampAttempts bounds the read-back (about a second of waiting).
+const stampAttempts = 25
+
+// unavailableBackoff is the wait before the n-th retry of an append that
+// met an unavailable backend: 50ms doubling to 1s, with jitter.
+func unavailableBackoff(n int) time.Duration {
+	ceil := min(50*time.Millisecond<<min(n-1, 5), time.Second)
+	return ceil/2 + time.Duration(rand.Int64N(int64(ceil/2)))
 }
 
 func backoff(attempt int) time.Duration {

@@ -2,6 +2,7 @@ package natsjs_test
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -30,10 +31,27 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
+// BenchmarkAppendCluster is BenchmarkAppend on a three-node cluster on
+// loopback with an R3 stream (each node's own fsync setting: the default).
+func BenchmarkAppendCluster(b *testing.B) {
+	s := openCluster(b, startCluster(b)) // shared: starting a cluster takes seconds
+	for _, streams := range []int{1, 1000} {
+		for _, writers := range []int{1, 64} {
+			b.Run(fmt.Sprintf("streams=%d/writers=%d", streams, writers), func(b *testing.B) {
+				runAppends(b, s, streams, writers)
+			})
+		}
+	}
+}
+
 func benchAppend(b *testing.B, syncAlways bool, streams, writers int) {
-	s := open(b, natsjs.Config{DataDir: b.TempDir(), SyncAlways: syncAlways})
+	runAppends(b, open(b, natsjs.Config{DataDir: b.TempDir(), SyncAlways: syncAlways}), streams, writers)
+}
+
+func runAppends(b *testing.B, s *natsjs.Store, streams, writers int) {
 	data := make([]byte, 512)
 	ctx := context.Background()
+	run := rand.Text()[:8] // the store may have seen other runs' ids
 	var next atomic.Int64
 	b.ResetTimer()
 	var wg sync.WaitGroup
@@ -44,8 +62,8 @@ func benchAppend(b *testing.B, syncAlways bool, streams, writers int) {
 				if i > int64(b.N) {
 					return
 				}
-				ev := eventstore.Event{ID: fmt.Sprintf("ev-%d", i), Type: "Bench", Data: data}
-				if _, err := s.Append(ctx, fmt.Sprintf("stream-%d", i%int64(streams)), eventstore.Any, ev); err != nil {
+				ev := eventstore.Event{ID: fmt.Sprintf("ev-%s-%d", run, i), Type: "Bench", Data: data}
+				if _, err := s.Append(ctx, fmt.Sprintf("stream-%s-%d", run, i%int64(streams)), eventstore.Any, ev); err != nil {
 					b.Error(err)
 					return
 				}

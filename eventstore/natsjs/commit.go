@@ -113,7 +113,9 @@ func (s *Store) commitGroup(group []*commit) {
 	if len(live) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	// A batch sent to a leader that died is never answered: give up soon,
+	// the appends are retried (see Append).
+	ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
 	defer cancel()
 	// No ack on the first message: the commit's answer covers the batch,
 	// and skipping it saves a round trip.

@@ -43,6 +43,9 @@ type head struct {
 	revision uint64
 	hash     string
 	seq      uint64
+	// kvSeq is the sequence of the head key's write that recorded this
+	// head; 0 when not known to be recorded.
+	kvSeq uint64
 }
 
 // headCache remembers stream heads so an append to a known stream goes

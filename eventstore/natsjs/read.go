@@ -34,11 +34,69 @@ func (s *Store) Read(ctx context.Context, stream string, from uint64, limit int)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	subj := s.evSubject(stream)
-	start := uint64(1)
-	if from > 0 {
-		seq, err := s.seqOfRevision(ctx, subj, from)
+	if s.cfg.Replicas == 1 {
+		var recs []eventstore.Record
+		err := s.retryUnavailable(ctx, func() (err error) {
+			recs, err = s.readOnce(ctx, stream, subj, from, limit)
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", stream, err)
+		}
+		return recs, nil
+	}
+	// Any replica answers direct gets, a follower from a little behind the
+	// leader. What the leader holds now is the least a read returns, so a
+	// read sees every append acknowledged before it.
+	last, ok, err := s.leaderGet(ctx, s.cfg.Stream, directReq{LastFor: subj})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", stream, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("read %s: %w", stream, eventstore.ErrNotFound)
+	}
+	headRev, err := revisionOf(last)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", stream, &eventstore.ChainError{Stream: stream, Revision: from, Reason: err.Error()})
+	}
+	want := 0
+	if from <= headRev {
+		want = int(min(uint64(limit), headRev-from+1))
+	}
+	for attempt := 1; ; attempt++ {
+		var recs []eventstore.Record
+		err := s.retryUnavailable(ctx, func() (err error) {
+			recs, err = s.readOnce(ctx, stream, subj, from, limit)
+			return err
+		})
+		if err == nil && len(recs) >= want {
+			return recs, nil
+		}
+		if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+			return nil, fmt.Errorf("read %s: %w", stream, err)
+		}
+		if attempt == catchUpAttempts {
+			return nil, fmt.Errorf("read %s: replica still behind the leader (%d of %d records): %w", stream, len(recs), want, eventstore.ErrUnavailable)
+		}
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return nil, fmt.Errorf("read %s: %w", stream, backendErr(ctx, err))
+		}
+	}
+}
+
+// catchUpAttempts bounds how long a read waits for a replica to catch up
+// with the leader (about two seconds).
+const catchUpAttempts = 50
+
+// readOnce reads through direct gets from whichever replica answers. A
+// message on the stream's subject that is not the next record is reported
+// as a broken chain: the stream was written behind this package's back.
+func (s *Store) readOnce(ctx context.Context, stream, subj string, from uint64, limit int) ([]eventstore.Record, error) {
+	start := uint64(1)
+	if from > 0 {
+		seq, err := s.seqOfRevision(ctx, stream, subj, from)
+		if err != nil {
+			return nil, err
 		}
 		if seq == 0 {
 			return []eventstore.Record{}, nil
@@ -49,15 +107,17 @@ func (s *Store) Read(ctx context.Context, stream string, from uint64, limit int)
 	for len(out) < limit {
 		msgs, pending, err := s.directBatch(ctx, directReq{Seq: start, NextFor: subj, Batch: min(limit-len(out), readBatch), MaxBytes: readMaxBytes})
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", stream, err)
+			return nil, err
 		}
 		for _, m := range msgs {
+			want := from + uint64(len(out))
 			r, err := s.record(m)
 			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", stream, err)
+				return nil, &eventstore.ChainError{Stream: stream, Revision: want, Reason: err.Error()}
 			}
-			if want := from + uint64(len(out)); r.Revision != want {
-				return nil, fmt.Errorf("read %s: found revision %d where %d belongs", stream, r.Revision, want)
+			if r.Revision != want {
+				return nil, &eventstore.ChainError{Stream: stream, Revision: want,
+					Reason: fmt.Sprintf("found revision %d at position %d where %d belongs", r.Revision, m.seq, want)}
 			}
 			out = append(out, r)
 			start = m.seq + 1
@@ -67,14 +127,14 @@ func (s *Store) Read(ctx context.Context, stream string, from uint64, limit int)
 		}
 	}
 	if len(out) == 0 && from == 0 {
-		return nil, fmt.Errorf("read %s: %w", stream, eventstore.ErrNotFound)
+		return nil, eventstore.ErrNotFound
 	}
 	return out, nil
 }
 
 // seqOfRevision returns the sequence of revision rev on subject subj, 0 when
 // the stream ends before it, or ErrNotFound when the stream is empty.
-func (s *Store) seqOfRevision(ctx context.Context, subj string, rev uint64) (uint64, error) {
+func (s *Store) seqOfRevision(ctx context.Context, stream, subj string, rev uint64) (uint64, error) {
 	head, ok, err := s.directOne(ctx, directReq{LastFor: subj})
 	if err != nil {
 		return 0, err
@@ -84,7 +144,7 @@ func (s *Store) seqOfRevision(ctx context.Context, subj string, rev uint64) (uin
 	}
 	headRev, err := revisionOf(head)
 	if err != nil {
-		return 0, err
+		return 0, &eventstore.ChainError{Stream: stream, Revision: rev, Reason: err.Error()}
 	}
 	switch {
 	case rev > headRev:
@@ -105,7 +165,7 @@ func (s *Store) seqOfRevision(ctx context.Context, subj string, rev uint64) (uin
 		}
 		r, err := revisionOf(m)
 		if err != nil {
-			return 0, err
+			return 0, &eventstore.ChainError{Stream: stream, Revision: rev, Reason: err.Error()}
 		}
 		switch {
 		case r == rev:
@@ -116,7 +176,7 @@ func (s *Store) seqOfRevision(ctx context.Context, subj string, rev uint64) (uin
 			hi = mid - 1
 		}
 	}
-	return 0, fmt.Errorf("revision %d missing below head revision %d", rev, headRev)
+	return 0, &eventstore.ChainError{Stream: stream, Revision: rev, Reason: fmt.Sprintf("missing below head revision %d", headRev)}
 }
 
 func revisionOf(m rawMsg) (uint64, error) {
@@ -142,11 +202,18 @@ func (s *Store) directSubject() string { return "$JS.API.DIRECT.GET." + s.cfg.St
 // directOne answers a single-message direct get; ok is false when no
 // message matches.
 func (s *Store) directOne(ctx context.Context, req directReq) (rawMsg, bool, error) {
+	return s.directOneOn(ctx, s.cfg.Stream, req)
+}
+
+// directOneOn is directOne on another JetStream stream.
+func (s *Store) directOneOn(ctx context.Context, stream string, req directReq) (rawMsg, bool, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return rawMsg{}, false, err
 	}
-	resp, err := s.nc.RequestWithContext(ctx, s.directSubject(), body)
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	resp, err := s.nc.RequestWithContext(actx, "$JS.API.DIRECT.GET."+stream, body)
 	if err != nil {
 		return rawMsg{}, false, backendErr(ctx, err)
 	}
@@ -177,7 +244,7 @@ func (s *Store) directBatch(ctx context.Context, req directReq) ([]rawMsg, uint6
 	}
 	var out []rawMsg
 	for {
-		resp, err := r.next(ctx)
+		resp, err := r.next(ctx, attemptTimeout)
 		if err != nil {
 			return nil, 0, backendErr(ctx, err)
 		}
@@ -276,7 +343,12 @@ func (x *replyMux) dispatch(m *nats.Msg) {
 	}
 }
 
-func (r *reply) next(ctx context.Context) (*nats.Msg, error) {
+// next returns the next message, or an error when none comes within
+// idle: a request that reached a node just before it died is never
+// answered.
+func (r *reply) next(ctx context.Context, idle time.Duration) (*nats.Msg, error) {
+	t := time.NewTimer(idle)
+	defer t.Stop()
 	for {
 		r.mu.Lock()
 		if len(r.msgs) > 0 {
@@ -291,6 +363,8 @@ func (r *reply) next(ctx context.Context) (*nats.Msg, error) {
 		case <-r.signal:
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-t.C:
+			return nil, fmt.Errorf("no answer in %s: %w", idle, nats.ErrTimeout)
 		}
 	}
 }

@@ -1,8 +1,10 @@
 // Package natsjs is the JetStream adapter of eventstore.Store: one
 // JetStream stream holds every event stream, one subject per event stream,
-// plus one subject per event id that makes ids unique store-wide. It runs an
-// embedded nats-server (no listener, file storage) or connects to external
-// servers.
+// plus one subject per event id that makes ids unique store-wide. Each
+// event stream's head is also recorded in a key-value bucket beside the
+// stream (heads.go), so that verification finds removed records. It runs
+// an embedded nats-server (no listener, file storage) or connects to
+// external servers, one or a cluster.
 package natsjs
 
 import (
@@ -39,6 +41,12 @@ type Config struct {
 	SyncAlways bool
 	// Logger receives connection and embedded-server events; nil discards.
 	Logger *slog.Logger
+
+	// Set only by tests (export_test.go): a stream that allows deleting
+	// and purging messages, and a shorter duplicate window, so tests can
+	// tamper with it.
+	allowDelete bool
+	dupWindow   time.Duration
 }
 
 const (
@@ -46,6 +54,10 @@ const (
 	defaultPrefix = "ah"
 	// requestTimeout bounds a backend round trip whose ctx has no deadline.
 	requestTimeout = 10 * time.Second
+	// attemptTimeout bounds one try of a round trip that is tried again
+	// when it times out. A request that reached a node just before it died
+	// is never answered; it should cost this, not the whole deadline.
+	attemptTimeout = 3 * time.Second
 	// headroom above the event bytes for headers (ids, hashes, batch headers).
 	msgHeadroom = 64 << 10
 )
@@ -57,7 +69,8 @@ type Store struct {
 	ns      *server.Server // nil when external
 	nc      *nats.Conn
 	js      jetstream.JetStream
-	evAll   string // <prefix>.ev.>
+	kv      jetstream.KeyValue // recorded heads
+	evAll   string             // <prefix>.ev.>
 	locks   streamLocks
 	heads   headCache
 	replies replyMux
@@ -118,6 +131,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.ensureHeads(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	for range commitWorkers {
 		s.workers.Add(1)
 		go s.commitLoop()
@@ -133,8 +150,9 @@ func checkConfig(cfg Config) error {
 		return fmt.Errorf("open natsjs: embedded server takes 1 replica, not %d: %w", cfg.Replicas, eventstore.ErrInvalid)
 	case cfg.Replicas < 1 || cfg.Replicas > 5:
 		return fmt.Errorf("open natsjs: replicas %d not in 1..5: %w", cfg.Replicas, eventstore.ErrInvalid)
-	case strings.ContainsAny(cfg.Stream, " \t\r\n.*>/\\"):
-		return fmt.Errorf("open natsjs: stream name %q: %w", cfg.Stream, eventstore.ErrInvalid)
+	case !validBucket(cfg.Stream) || len(cfg.Stream)+len(headsSuffix) > 255:
+		// The heads bucket is named after the stream.
+		return fmt.Errorf("open natsjs: stream name %q: want letters, digits, - and _: %w", cfg.Stream, eventstore.ErrInvalid)
 	}
 	for _, tok := range strings.Split(cfg.SubjectPrefix, ".") {
 		if tok == "" || strings.ContainsAny(tok, " \t\r\n*>") {
@@ -202,6 +220,10 @@ func (s *Store) connect() error {
 
 func (s *Store) streamConfig() jetstream.StreamConfig {
 	p := s.cfg.SubjectPrefix
+	dup := 2 * time.Minute
+	if s.cfg.dupWindow > 0 {
+		dup = s.cfg.dupWindow
+	}
 	return jetstream.StreamConfig{
 		Name:        s.cfg.Stream,
 		Description: "Activity History event store",
@@ -217,9 +239,9 @@ func (s *Store) streamConfig() jetstream.StreamConfig {
 		MaxMsgSize:         eventstore.MaxEventBytes + msgHeadroom,
 		Storage:            jetstream.FileStorage,
 		Replicas:           s.cfg.Replicas,
-		Duplicates:         2 * time.Minute,
-		DenyDelete:         true,
-		DenyPurge:          true,
+		Duplicates:         dup,
+		DenyDelete:         !s.cfg.allowDelete,
+		DenyPurge:          !s.cfg.allowDelete,
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
 	}
@@ -266,6 +288,30 @@ func (s *Store) Close() error {
 	return nil
 }
 
+func (s *Store) closed() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// retryUnavailable runs op until it succeeds, fails otherwise than with
+// ErrUnavailable, or ctx ends: it waits out an election or a reconnect.
+// Only for operations that change nothing; op bounds its own requests.
+func (s *Store) retryUnavailable(ctx context.Context, op func() error) error {
+	for n := 1; ; n++ {
+		err := op()
+		if err == nil || !errors.Is(err, eventstore.ErrUnavailable) || ctx.Err() != nil || s.closed() {
+			return err
+		}
+		if sleep(ctx, unavailableBackoff(n)) != nil {
+			return err
+		}
+	}
+}
+
 func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return context.WithCancel(ctx)
@@ -299,8 +345,28 @@ func backendErr(ctx context.Context, err error) error {
 		errors.Is(err, jetstream.ErrConnectionClosed):
 		return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
 	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case codeClusterIncomplete, codeClusterNotActive, codeClusterNotAvail, codeClusterNotLeader,
+			codeStreamOffline, codeStreamOfflineReason, codeTooManyRequests:
+			return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
+		}
+	}
 	return err
 }
+
+// JetStream error codes that mean "no leader right now" or "busy": an
+// election or a restart, over in seconds (nats-server errors.json).
+const (
+	codeClusterIncomplete   = 10004
+	codeClusterNotActive    = 10006
+	codeClusterNotAvail     = 10008
+	codeClusterNotLeader    = 10009
+	codeStreamOffline       = 10118
+	codeStreamOfflineReason = 10194
+	codeTooManyRequests     = 10167
+)
 
 // serverLog sends the embedded server's log to slog; notices are startup
 // chatter, so they go to debug.

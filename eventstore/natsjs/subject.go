@@ -41,11 +41,17 @@ func (s *Store) streamOf(subject string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("subject %q is not an event subject", subject)
 	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
+	name, err := decodeToken(tok)
 	if err != nil {
 		return "", fmt.Errorf("subject %q: %w", subject, err)
 	}
-	return string(b), nil
+	return name, nil
+}
+
+// decodeToken reverses enc.
+func decodeToken(tok string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	return string(b), err
 }
 
 func checkStream(stream string) error {
