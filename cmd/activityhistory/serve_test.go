@@ -167,15 +167,13 @@ func request(t *testing.T, method, url, token string, body any) *http.Request {
 	return req
 }
 
+type pageItem struct {
+	ID        string    `json:"id"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
 type page struct {
-	Results []struct {
-		ID        string    `json:"id"`
-		CreatedAt time.Time `json:"createdAt"`
-		Author    struct {
-			FullName string `json:"fullName"`
-			Email    string `json:"email"`
-		} `json:"authorDetails"`
-	} `json:"results"`
+	Results           []pageItem `json:"results"`
 	PaginationDetails struct {
 		NextToken *string `json:"nextToken"`
 	} `json:"paginationDetails"`
@@ -566,5 +564,93 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 			}
 		}
 		a.close()
+	}
+}
+
+// 16 concurrent writers × 100 activities to one target: the history holds
+// exactly the 1,600, each once, newest first.
+func TestConcurrentWritersOneTarget(t *testing.T) {
+	t.Parallel()
+	chk := apitest.New(t)
+	s := start(t, baseEnv(t.TempDir()))
+	writer, reader := mint(t, "writers"), mint(t, "readers")
+	target := uuid.NewString()
+	const writers, each = 16, 100
+
+	posted := make(chan string, writers*each)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				body := map[string]any{
+					"id": uuid.NewString(), "targetId": target, "type": "update", "targetType": "tenure",
+					"newData": map[string]any{"writer": w, "i": i},
+				}
+				req := request(t, http.MethodPost, s.url+"/api/v1/activityHistory", writer, body)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				chk.Check(t, req, nil, resp, got)
+				if resp.StatusCode != http.StatusCreated {
+					t.Errorf("writer %d item %d: %d %s", w, i, resp.StatusCode, got)
+					return
+				}
+				posted <- body["id"].(string)
+			}
+		})
+	}
+	wg.Wait()
+	close(posted)
+	want := map[string]bool{}
+	for id := range posted {
+		want[id] = true
+	}
+	if len(want) != writers*each {
+		t.Fatalf("%d activities acknowledged, want %d", len(want), writers*each)
+	}
+
+	// Writes are acknowledged before they are projected: read every page
+	// until the projector has caught up with all of them.
+	var all []pageItem
+	checkFor(t, 10*time.Second, func() error {
+		all = all[:0]
+		next := ""
+		for {
+			u := s.url + "/api/v1/activityHistory?pageSize=1000&targetId=" + target
+			if next != "" {
+				u += "&paginationToken=" + next
+			}
+			resp, body := chk.Do(t, nil, request(t, http.MethodGet, u, reader, nil))
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET: %d", resp.StatusCode)
+			}
+			var p page
+			if err := json.Unmarshal(body, &p); err != nil {
+				return err
+			}
+			all = append(all, p.Results...)
+			if p.PaginationDetails.NextToken == nil {
+				break
+			}
+			next = *p.PaginationDetails.NextToken
+		}
+		if len(all) != writers*each {
+			return fmt.Errorf("history holds %d, want %d", len(all), writers*each)
+		}
+		return nil
+	})
+	seen := map[string]bool{}
+	for i, r := range all {
+		if !want[r.ID] || seen[r.ID] {
+			t.Fatalf("item %d: id %s unexpected or repeated", i, r.ID)
+		}
+		seen[r.ID] = true
+		if i > 0 && r.CreatedAt.After(all[i-1].CreatedAt) {
+			t.Fatalf("item %d is newer than the one before it", i)
+		}
 	}
 }
