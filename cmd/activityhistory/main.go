@@ -1,5 +1,5 @@
 // Command activityhistory is the one binary of Activity History: the
-// service (serve), and the tools around it (token, verify).
+// service (serve), and the tools around it (token, verify, load).
 package main
 
 import (
