@@ -107,6 +107,21 @@ func (e *envFlags) duration(p *time.Duration, flagName, envName string, def time
 	e.fs.DurationVar(p, flagName, v, help+" (env "+envName+")")
 }
 
+// parse parses args, then reports bad environment values; -h and bad
+// flags give errUsage.
+func (e *envFlags) parse(args []string) error {
+	if err := e.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errUsage
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if e.fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, e.fs.Args())
+	}
+	return errors.Join(e.errs...)
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -145,16 +160,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.list(&c.AuthAuditGroups, "auth-audit-groups", "AUTH_AUDIT_GROUPS", "", "groups allowed to use the audit endpoints")
 	e.duration(&c.AuthClockSkew, "auth-clock-skew", "AUTH_CLOCK_SKEW", 30*time.Second, "allowed clock skew for exp/nbf")
 	e.list(&c.CORSAllowedOrigin, "cors-allowed-origins", "CORS_ALLOWED_ORIGINS", "*", "origins allowed by CORS")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, errUsage
-		}
-		return c, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	if err := errors.Join(e.errs...); err != nil {
+	if err := e.parse(args); err != nil {
 		return c, err
 	}
 	return c, c.check()

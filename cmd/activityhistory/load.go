@@ -107,16 +107,7 @@ func parseLoadConfig(args []string, getenv func(string) string, stderr io.Writer
 	fs.BoolVar(&c.JSON, "json", false, "print the summary as JSON")
 	fs.DurationVar(&c.Progress, "progress", 5*time.Second, "interval of the progress line on stderr; 0 = none")
 	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "timeout of one request")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, errUsage
-		}
-		return c, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	if err := errors.Join(e.errs...); err != nil {
+	if err := e.parse(args); err != nil {
 		return c, err
 	}
 	return c, c.check()

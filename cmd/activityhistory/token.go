@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,10 +26,7 @@ func token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	fs.StringVar(&name, "name", "Developer", "name claim")
 	fs.StringVar(&subject, "sub", "developer", "subject claim")
 	fs.DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	if err := errors.Join(e.errs...); err != nil {
+	if err := e.parse(args); err != nil {
 		return err
 	}
 	if secret == "" {

@@ -24,10 +24,7 @@ func verify(ctx context.Context, args []string, getenv func(string) string, stdo
 	e.str(&cfg.DataDir, "data-dir", "DATA_DIR", "./data", "data directory of the embedded event store")
 	e.str(&cfg.EventStoreURL, "eventstore-url", "EVENTSTORE_URL", "", "event store URL (empty = embedded)")
 	cfg.EventStoreSync, cfg.EventStoreRepl, cfg.LogLevel, cfg.LogFormat = "default", 1, "warn", "text"
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	if err := errors.Join(e.errs...); err != nil {
+	if err := e.parse(args); err != nil {
 		return err
 	}
 	if (target == "") == !all {
