@@ -21,6 +21,7 @@ type config struct {
 	EventStoreSync   string
 	RedisURL         string
 	RedisPrefix      string
+	RedisCluster     bool
 	TargetIDFormat   string
 	ExtraTargetTypes []string
 	CursorSecret     string
@@ -145,6 +146,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.str(&c.EventStoreSync, "eventstore-sync", "EVENTSTORE_SYNC", "default", "embedded JetStream fsync: default (batched, every 2 min) or always (before every ack)")
 	e.str(&c.RedisURL, "redis-url", "REDIS_URL", "", "Redis read model (redis://host:6379/0); empty = in-memory read model rebuilt at start")
 	e.str(&c.RedisPrefix, "redis-prefix", "REDIS_PREFIX", "ah:", "prefix of every Redis key")
+	e.boolean(&c.RedisCluster, "redis-cluster", "REDIS_CLUSTER", false, "REDIS_URL names a Redis Cluster: redis://host1:6379?addr=host2:6379&addr=host3:6379")
 	e.str(&c.TargetIDFormat, "target-id-format", "TARGET_ID_FORMAT", "uuid", "targetId format: uuid or opaque (1-128 of A-Za-z0-9._~+/=-)")
 	e.list(&c.ExtraTargetTypes, "extra-target-types", "ACTIVITY_EXTRA_TARGET_TYPES", "", "target types accepted besides the built-in ones")
 	e.str(&c.CursorSecret, "cursor-secret", "CURSOR_SECRET", "", "secret (32+ bytes) signing pagination tokens; same on every query replica; empty = generated once under the data dir")

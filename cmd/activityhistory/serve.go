@@ -101,11 +101,16 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		return nil, fmt.Errorf("TARGET_ID_FORMAT: %w", err)
 	}
 
-	if a.store, err = openStore(ctx, cfg, log); err != nil {
-		return nil, err
+	var checks []check
+	// A query-only process reads nothing but the read model, so it must
+	// not depend on the event store being up.
+	if cfg.has("command") || cfg.has("projector") {
+		if a.store, err = openStore(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, a.store.Close)
+		checks = append(checks, check{name: "EventStore", description: storeDescription(cfg), ping: a.store.Ping})
 	}
-	a.closers = append(a.closers, a.store.Close)
-	checks := []check{{name: "EventStore", description: storeDescription(cfg), ping: a.store.Ping}}
 
 	needModel := cfg.has("query") || cfg.has("projector")
 	if needModel {
@@ -121,9 +126,11 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		a.projector = projection.NewProjector(a.store, a.model, projection.ProjectorOptions{Logger: log, Registerer: reg})
 	}
 
-	authn, err := newAuthenticator(cfg, log, stdout)
-	if err != nil {
-		return nil, err
+	var authn *auth.Authenticator
+	if cfg.has("command") || cfg.has("query") {
+		if authn, err = newAuthenticator(cfg, log, stdout); err != nil {
+			return nil, err
+		}
 	}
 	metrics := httpapi.NewMetrics(reg)
 	o := &ops{checks: checks, ready: a.ready, reg: reg}
@@ -238,11 +245,20 @@ func openReadModel(ctx context.Context, cfg config, a *app) (readModel, error) {
 		a.log.Info("read model: in memory, rebuilt from the event store")
 		return projection.NewMemory(), nil
 	}
-	opts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	var c redis.UniversalClient
+	if cfg.RedisCluster {
+		opts, err := redis.ParseClusterURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		c = redis.NewClusterClient(opts)
+	} else {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		c = redis.NewClient(opts)
 	}
-	c := redis.NewClient(opts)
 	a.closers = append(a.closers, c.Close)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

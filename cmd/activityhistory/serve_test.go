@@ -529,7 +529,7 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 	t.Parallel()
 	doc := string(apidocs.YAML())
 	_, prefix := redistest.Client(t)
-	for _, roles := range []string{"command,query,projector", "command", "projector"} {
+	for _, roles := range []string{"command,query,projector", "command", "query", "projector"} {
 		env := map[string]string{"DATA_DIR": t.TempDir(), "AUTH_DISABLED": "true", "ROLES": roles,
 			"REDIS_URL": redisURL(), "REDIS_PREFIX": prefix}
 		cfg, err := parseServeConfig(nil, func(k string) string { return env[k] }, io.Discard)
@@ -653,4 +653,29 @@ func TestConcurrentWritersOneTarget(t *testing.T) {
 			t.Fatalf("item %d is newer than the one before it", i)
 		}
 	}
+}
+
+// A query-only process reads the Redis read model alone: it starts and is
+// healthy with the event store unreachable, and a projector-only process
+// needs no auth settings.
+func TestSplitRolesDependOnlyOnWhatTheyUse(t *testing.T) {
+	t.Parallel()
+	chk := apitest.New(t)
+	_, prefix := redistest.Client(t)
+	env := map[string]string{
+		"DATA_DIR": t.TempDir(), "ROLES": "query", "REDIS_URL": redisURL(), "REDIS_PREFIX": prefix,
+		"EVENTSTORE_URL": "nats://127.0.0.1:1", "AUTH_JWT_SECRET": testSecret, "AUTH_READ_GROUPS": "readers",
+	}
+	s := start(t, env)
+	resp, body := chk.Do(t, nil, request(t, http.MethodGet, s.url+"/api/v1/healthcheck/ping", "", nil))
+	if resp.StatusCode != http.StatusOK || bytes.Contains(body, []byte("EventStore")) {
+		t.Fatalf("query-only ping: %d %s", resp.StatusCode, body)
+	}
+	resp, body = chk.Do(t, nil, request(t, http.MethodGet, s.url+"/api/v1/activityHistory?targetId="+uuid.NewString(), mint(t, "readers"), nil))
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("query-only history of an unknown target: %d %s", resp.StatusCode, body)
+	}
+
+	projector := map[string]string{"DATA_DIR": t.TempDir(), "ROLES": "projector", "REDIS_URL": redisURL(), "REDIS_PREFIX": prefix}
+	start(t, projector)
 }
