@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -44,9 +45,10 @@ type Config struct {
 
 	// Set only by tests (export_test.go): a stream that allows deleting
 	// and purging messages, and a shorter duplicate window, so tests can
-	// tamper with it.
+	// tamper with it; a store that does not run the index repairer.
 	allowDelete bool
 	dupWindow   time.Duration
+	noRepair    bool
 }
 
 const (
@@ -79,6 +81,9 @@ type Store struct {
 	stop      chan struct{}
 	workers   sync.WaitGroup
 	closeOnce sync.Once
+
+	indexRepairs   atomic.Uint64 // id-index entries the repairer wrote
+	indexConflicts atomic.Uint64 // ids found indexed to another record
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -138,6 +143,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	for range commitWorkers {
 		s.workers.Add(1)
 		go s.commitLoop()
+	}
+	if !cfg.noRepair {
+		s.workers.Add(1)
+		go s.repairLoop()
 	}
 	return s, nil
 }
@@ -220,7 +229,10 @@ func (s *Store) connect() error {
 
 func (s *Store) streamConfig() jetstream.StreamConfig {
 	p := s.cfg.SubjectPrefix
-	dup := 2 * time.Minute
+	// Single-event appends rely on the window to refuse an id that is
+	// being written to two streams at once (appendSingle); the id index
+	// covers the time after it.
+	dup := 10 * time.Minute
 	if s.cfg.dupWindow > 0 {
 		dup = s.cfg.dupWindow
 	}
