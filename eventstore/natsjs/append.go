@@ -1,12 +1,14 @@
 package natsjs
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,9 +40,10 @@ var errRetry = errors.New("retry")
 // then an id-index message on the id's subject. The first event message
 // expects the stream's head sequence and every id-index message expects
 // sequence 0, so the server rejects the whole batch when the stream moved
-// or an id exists. A single new event (the common case) is a plain
-// publish followed by its id-index message (appendSingle): an atomic batch
-// costs milliseconds on an R1 file stream, a publish microseconds.
+// or an id exists. On a single-replica stream a single new event (the
+// common case) is a plain publish followed by its id-index message
+// (appendSingle): there an atomic batch costs milliseconds, a publish
+// microseconds.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedRevision, events ...eventstore.Event) (eventstore.AppendResult, error) {
 	if err := checkStream(stream); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append: %w", err)
@@ -186,7 +189,7 @@ func (s *Store) appendOnce(ctx context.Context, stream string, expected eventsto
 		prev = &eventstore.Head{Stream: stream, Revision: at.revision, Hash: at.hash, Position: at.seq}
 		prevSeq = at.seq
 	}
-	if len(fresh) == 1 {
+	if len(fresh) == 1 && s.single {
 		i := fresh[0]
 		sealed, err := eventstore.Seal(prev, stream, evs[i:i+1])
 		if err != nil {
@@ -252,21 +255,23 @@ func headOf(r eventstore.Record) head {
 }
 
 // finish records the head of just-written records (at was the head before
-// them) and stamps them with RecordedAt.
+// them) and stamps them with RecordedAt. The two are independent round
+// trips, so they overlap.
 func (s *Store) finish(ctx context.Context, stream string, sealed []eventstore.Record, at *head) error {
 	now := headOf(sealed[len(sealed)-1])
 	var kvSeq uint64
 	if at != nil {
 		kvSeq = at.kvSeq
 	}
-	var err error
-	if now.kvSeq, err = s.recordHead(ctx, stream, now, kvSeq); err != nil {
+	var headErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { now.kvSeq, headErr = s.recordHead(ctx, stream, now, kvSeq) })
+	stampErr := s.stamp(ctx, s.evSubject(stream), sealed)
+	wg.Wait()
+	if err := cmp.Or(headErr, stampErr); err != nil {
 		return fmt.Errorf("appended at %d but %w", sealed[0].Position, err)
 	}
 	s.heads.put(stream, now)
-	if err := s.stamp(ctx, s.evSubject(stream), sealed); err != nil {
-		return fmt.Errorf("appended at %d but %w", sealed[0].Position, err)
-	}
 	return nil
 }
 
@@ -297,13 +302,20 @@ func (s *Store) appendSingle(ctx context.Context, stream string, r eventstore.Re
 	}
 	r.Position = ack.Sequence
 	s.heads.put(stream, headOf(r))
-	if _, err := s.writeIndex(ctx, r, sum); err != nil {
+	// The index entry, the head and the read-back overlap; all must be
+	// done before Append returns.
+	var idxErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, idxErr = s.writeIndex(ctx, r, sum) })
+	recs := []eventstore.Record{r}
+	err = s.finish(ctx, stream, recs, at)
+	wg.Wait()
+	if idxErr != nil {
 		// A retry finds the event by its id (duplicate window) or as
 		// the stream's head, and writes the entry.
-		return eventstore.Record{}, 0, fmt.Errorf("appended at %d but %w", r.Position, err)
+		return eventstore.Record{}, 0, fmt.Errorf("appended at %d but %w", r.Position, idxErr)
 	}
-	recs := []eventstore.Record{r}
-	if err := s.finish(ctx, stream, recs, at); err != nil {
+	if err != nil {
 		return eventstore.Record{}, 0, err
 	}
 	return recs[0], 1, nil

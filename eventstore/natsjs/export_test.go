@@ -66,3 +66,10 @@ func (s *Store) AppendUnindexed(ctx context.Context, stream string, ev eventstor
 	sealed[0].Position = ack.Sequence
 	return sealed[0], nil
 }
+
+// SinglePublish returns cfg for a store whose single-event appends are
+// plain publishes whatever the replicas (by default only on one).
+func SinglePublish(cfg Config) Config {
+	cfg.forceSingle = true
+	return cfg
+}

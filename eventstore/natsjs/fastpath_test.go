@@ -147,7 +147,7 @@ func TestRetryAfterCrashBeforeIndex(t *testing.T) {
 }
 
 // One id appended at once to several new streams, through one process and
-// through two: exactly one append records it, the others get
+// through two, with single-event appends as publishes and as batches: exactly one append records it, the others get
 // ErrDuplicateID, and the whole stream holds it once.
 func TestSameIDToNewStreamsAtOnce(t *testing.T) {
 	t.Parallel()
@@ -163,6 +163,10 @@ func TestSameIDToNewStreamsAtOnce(t *testing.T) {
 		{"cluster", func(t *testing.T) []*natsjs.Store {
 			c := startCluster(t)
 			return []*natsjs.Store{openCluster(t, c), open(t, natsjs.Config{URLs: c.urls(), Replicas: 3})}
+		}},
+		{"cluster-single", func(t *testing.T) []*natsjs.Store {
+			c := startCluster(t)
+			return []*natsjs.Store{openCluster(t, c, natsjs.SinglePublish), open(t, natsjs.SinglePublish(natsjs.Config{URLs: c.urls(), Replicas: 3}))}
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

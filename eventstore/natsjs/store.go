@@ -45,10 +45,12 @@ type Config struct {
 
 	// Set only by tests (export_test.go): a stream that allows deleting
 	// and purging messages, and a shorter duplicate window, so tests can
-	// tamper with it; a store that does not run the index repairer.
+	// tamper with it; a store that does not run the index repairer; single
+	// publishes on a replicated stream.
 	allowDelete bool
 	dupWindow   time.Duration
 	noRepair    bool
+	forceSingle bool
 }
 
 const (
@@ -76,6 +78,13 @@ type Store struct {
 	locks   streamLocks
 	heads   headCache
 	replies replyMux
+
+	// single: an append of one new event is a plain publish plus its id
+	// index (appendSingle). Only on a single replica, where the server
+	// stages an atomic batch on disk; a replicated stream stages it in
+	// memory, and there the batch's one replicated write beats the two
+	// in a row of a publish and its index.
+	single bool
 
 	commits   chan *commit // appends waiting for a batch
 	stop      chan struct{}
@@ -112,6 +121,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		log:     log,
 		evAll:   cfg.SubjectPrefix + ".ev.>",
 		heads:   headCache{max: 100_000},
+		single:  cfg.Replicas == 1 || cfg.forceSingle,
 		commits: make(chan *commit, commitQueueLen),
 		stop:    make(chan struct{}),
 	}
