@@ -363,16 +363,25 @@ func (s *Store) adopt(ctx context.Context, stream string, seq uint64, id, sum st
 	return rec, nil
 }
 
+// indexOutcome is what writeIndex found.
+type indexOutcome int
+
+const (
+	indexWritten  indexOutcome = iota // the entry is new
+	indexPresent                      // the same entry was there
+	indexConflict                     // an entry for another record was there
+)
+
 // writeIndex writes the id-index entry of a stored record, expecting the
 // id's subject to be empty. An entry there already for the same record is
 // fine. One for another record means the id was recorded twice, which the
 // duplicate window and the id lookup exist to prevent: it is logged and
-// counted and conflict is true, but not an error, as the record is stored
-// and cannot be taken back (Append returns it as written).
-func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record, sum string) (conflict bool, err error) {
+// counted, but not an error, as the record is stored and cannot be taken
+// back (Append returns it as written).
+func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record, sum string) (indexOutcome, error) {
 	body, err := json.Marshal(idEntry{Stream: rec.Stream, Revision: rec.Revision, Sum: sum, Seq: rec.Position})
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	subj := s.idSubject(rec.ID)
 	for attempt := 1; ; attempt++ {
@@ -383,36 +392,35 @@ func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record, sum strin
 		_, err := s.js.PublishMsg(pctx, m)
 		cancel()
 		if err == nil {
-			return false, nil
+			return indexWritten, nil
 		}
-		var apiErr *jetstream.APIError
-		if !errors.As(err, &apiErr) || (apiErr.ErrorCode != codeWrongLastSeq && apiErr.ErrorCode != codeWrongLastSeqConst) {
-			return false, fmt.Errorf("index event %s: %w", rec.ID, backendErr(ctx, err))
+		if !isWrongLastSeq(err) {
+			return 0, fmt.Errorf("index event %s: %w", rec.ID, backendErr(ctx, err))
 		}
 		got, ok, err := s.leaderGet(ctx, s.cfg.Stream, directReq{LastFor: subj})
 		if err != nil {
-			return false, fmt.Errorf("index event %s: %w", rec.ID, err)
+			return 0, fmt.Errorf("index event %s: %w", rec.ID, err)
 		}
 		if ok {
 			var e idEntry
 			if err := json.Unmarshal(got.data, &e); err != nil {
-				return false, fmt.Errorf("id index of %s: %w", rec.ID, err)
+				return 0, fmt.Errorf("id index of %s: %w", rec.ID, err)
 			}
 			if e.sameEvent(rec, sum) {
-				return false, nil
+				return indexPresent, nil
 			}
 			s.indexConflicts.Add(1)
 			s.log.Error("event id recorded twice: the id index names another record",
 				"id", rec.ID, "stream", rec.Stream, "revision", rec.Revision, "position", rec.Position,
 				"indexed_stream", e.Stream, "indexed_revision", e.Revision, "indexed_position", e.Seq)
-			return true, nil
+			return indexConflict, nil
 		}
 		// Still being written (a clustered write in flight): look again.
 		if attempt == maxAttempts {
-			return false, fmt.Errorf("index event %s: still contended after %d attempts: %w", rec.ID, attempt, eventstore.ErrUnavailable)
+			return 0, fmt.Errorf("index event %s: still contended after %d attempts: %w", rec.ID, attempt, eventstore.ErrUnavailable)
 		}
 		if err := sleep(ctx, backoff(attempt)); err != nil {
-			return false, fmt.Errorf("index event %s: %w", rec.ID, backendErr(ctx, err))
+			return 0, fmt.Errorf("index event %s: %w", rec.ID, backendErr(ctx, err))
 		}
 	}
 }

@@ -73,3 +73,13 @@ func SinglePublish(cfg Config) Config {
 	cfg.forceSingle = true
 	return cfg
 }
+
+// RepairEvery returns cfg for a store whose repairer saves its checkpoint
+// every d rather than every few seconds.
+func RepairEvery(cfg Config, d time.Duration) Config {
+	cfg.repairEvery = d
+	return cfg
+}
+
+// RepairCheckpointKey is the heads bucket key of the repairer's checkpoint.
+const RepairCheckpointKey = repairKey

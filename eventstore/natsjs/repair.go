@@ -1,6 +1,7 @@
 package natsjs
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,7 +34,8 @@ const (
 	repairGrace = time.Second
 	// repairLinger is how long a batch waits for more events.
 	repairLinger = 50 * time.Millisecond
-	// repairCheckpointEvery is how often the checkpoint is saved.
+	// repairCheckpointEvery is how often the checkpoint is saved (tests
+	// may set Config.repairEvery).
 	repairCheckpointEvery = 5 * time.Second
 )
 
@@ -93,11 +95,12 @@ func (s *Store) repair(ctx context.Context) error {
 		return fmt.Errorf("repair: %w", backendErr(ctx, err))
 	}
 	defer it.Stop()
+	every := cmp.Or(s.cfg.repairEvery, repairCheckpointEvery)
 	saved := done
 	lastSave := time.Now()
 	for ctx.Err() == nil {
 		// Wake up now and then to save the checkpoint when idle.
-		wait, stop := context.WithTimeout(ctx, repairCheckpointEvery)
+		wait, stop := context.WithTimeout(ctx, every)
 		batch, err := s.nextBatch(wait, it)
 		stop()
 		if err != nil {
@@ -105,7 +108,8 @@ func (s *Store) repair(ctx context.Context) error {
 		}
 		if len(batch) > 0 {
 			newest := batch[len(batch)-1]
-			if err := sleep(ctx, repairGrace-time.Since(newest.time)); err != nil {
+			// Capped: another node's clock may be ahead.
+			if err := sleep(ctx, min(repairGrace-time.Since(newest.time), repairGrace)); err != nil {
 				return err
 			}
 			if err := s.repairBatch(ctx, batch); err != nil {
@@ -113,7 +117,7 @@ func (s *Store) repair(ctx context.Context) error {
 			}
 			done = newest.seq
 		}
-		if done > saved && time.Since(lastSave) >= repairCheckpointEvery {
+		if done > saved && time.Since(lastSave) >= every {
 			if rev, err = s.saveCheckpoint(ctx, done, rev); err != nil {
 				return err
 			}
@@ -193,16 +197,14 @@ func (s *Store) repairBatch(ctx context.Context, batch []rawMsg) error {
 			// A replica may answer from behind; writeIndex asks the
 			// leader before calling it a conflict.
 		}
-		conflict, err := s.writeIndex(ctx, ev.rec, ev.sum)
+		got, err := s.writeIndex(ctx, ev.rec, ev.sum)
 		if err != nil {
 			return fmt.Errorf("repair: %w", err)
 		}
-		if !conflict {
-			if _, ok := entries[s.idSubject(ev.rec.ID)]; !ok {
-				s.indexRepairs.Add(1)
-				s.log.Warn("id index repaired: an append stopped before writing it",
-					"id", ev.rec.ID, "stream", ev.rec.Stream, "revision", ev.rec.Revision, "position", ev.rec.Position)
-			}
+		if got == indexWritten {
+			s.indexRepairs.Add(1)
+			s.log.Warn("id index repaired: an append stopped before writing it",
+				"id", ev.rec.ID, "stream", ev.rec.Stream, "revision", ev.rec.Revision, "position", ev.rec.Position)
 		}
 	}
 	return nil

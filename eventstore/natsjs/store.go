@@ -51,6 +51,7 @@ type Config struct {
 	dupWindow   time.Duration
 	noRepair    bool
 	forceSingle bool
+	repairEvery time.Duration // how often the repairer saves its checkpoint
 }
 
 const (
