@@ -320,3 +320,47 @@ func TestRepairerCheckpoint(t *testing.T) {
 		t.Fatalf("index entry of the late event: %v", e)
 	}
 }
+
+// The repairer indexes only events whose content matches their hash: a
+// forged message must not claim an id for good.
+func TestRepairerSkipsForgedEvents(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, false)
+	ctx := ctxFor(t)
+	forged := nats.NewMsg(r.s.EventSubject("forged"))
+	forged.Header.Set(jetstream.MsgIDHeader, "forged-id")
+	forged.Header.Set("Ah-Revision", "0")
+	forged.Header.Set("Ah-Type", "TestEvent")
+	forged.Header.Set("Ah-Prev-Hash", eventstore.GenesisHash)
+	forged.Header.Set("Ah-Hash", hashOf("forged"))
+	forged.Data = []byte(`{"forged":true}`)
+	r.publish(t, forged)
+	// An unindexed event after it: once it is repaired, the forged one
+	// has been looked at.
+	ev := events("after-forged", 1)[0]
+	if _, err := r.s.AppendUnindexed(ctx, "after-forged", ev); err != nil {
+		t.Fatal(err)
+	}
+	for r.s.IndexRepairs() == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("no repair")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	url := r.js.Conn().ConnectedUrl()
+	if e := idIndex(t, url, r.s, "forged-id"); e != nil {
+		t.Fatalf("forged event indexed: %v", e)
+	}
+	if e := idIndex(t, url, r.s, ev.ID); e == nil {
+		t.Fatal("event after the forged one not indexed")
+	}
+	if n := r.s.IndexRepairs(); n != 1 {
+		t.Fatalf("%d repairs, want 1", n)
+	}
+	// Only the server's duplicate window (10 minutes) still holds the
+	// forged message's id; the index never will.
+	if _, err := r.s.Append(ctx, "real", eventstore.NoStream, eventstore.Event{ID: "forged-id", Type: "TestEvent", Data: []byte("{}")}); !errors.Is(err, eventstore.ErrDuplicateID) {
+		t.Fatalf("append of the forged message's id within the window: %v, want ErrDuplicateID", err)
+	}
+}

@@ -20,7 +20,7 @@ import (
 // (appendOnce) or not at all. Every store runs the repairer: it follows
 // the event subjects from a checkpoint and writes the entry of any event
 // that lacks one. Normally there is none, and its cost is one ordered
-// consumer and one multi-subject get per batch. Several processes may run
+// consumer (headers only) and one multi-subject get per batch. Several processes may run
 // it at once: entries expect an empty subject, and the checkpoint never
 // moves back.
 const (
@@ -79,7 +79,9 @@ func (s *Store) repair(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{s.evAll}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	// Headers name the event and its index entry; the data is read only
+	// for an event that needs an entry.
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{s.evAll}, DeliverPolicy: jetstream.DeliverAllPolicy, HeadersOnly: true}
 	if done > 0 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = done + 1
@@ -154,24 +156,17 @@ func (s *Store) nextBatch(ctx context.Context, it jetstream.MessagesContext) ([]
 	return batch, nil
 }
 
-// repairBatch writes the missing id-index entries of batch's events.
+// repairBatch writes the missing id-index entries of batch's events
+// (headers only).
 func (s *Store) repairBatch(ctx context.Context, batch []rawMsg) error {
-	type event struct {
-		rec eventstore.Record
-		sum string
-	}
-	evs := make([]event, 0, len(batch))
+	evs := make([]eventstore.Record, 0, len(batch))
 	subjects := make([]string, 0, len(batch))
 	for _, m := range batch {
 		rec, err := s.record(m)
 		if err != nil {
 			continue // not an event of this package's; Verify reports it
 		}
-		ev := eventstore.Event{ID: rec.ID, Type: rec.Type, Data: rec.Data}
-		if h, err := eventstore.ChainHash(rec.PrevHash, rec.Stream, rec.Revision, ev); err != nil || h != rec.Hash {
-			continue // forged or altered: must not claim its id
-		}
-		evs = append(evs, event{rec, contentSum(ev)})
+		evs = append(evs, rec)
 		subjects = append(subjects, s.idSubject(rec.ID))
 	}
 	if len(evs) == 0 {
@@ -185,27 +180,47 @@ func (s *Store) repairBatch(ctx context.Context, batch []rawMsg) error {
 	for _, m := range found {
 		entries[m.subject] = m
 	}
-	for _, ev := range evs {
-		if m, ok := entries[s.idSubject(ev.rec.ID)]; ok {
+	for _, rec := range evs {
+		if m, ok := entries[s.idSubject(rec.ID)]; ok {
 			var e idEntry
 			if err := json.Unmarshal(m.data, &e); err != nil {
-				return fmt.Errorf("repair: id index of %s: %w", ev.rec.ID, err)
+				return fmt.Errorf("repair: id index of %s: %w", rec.ID, err)
 			}
-			if e.sameEvent(ev.rec, ev.sum) {
+			if e.Stream == rec.Stream && e.Revision == rec.Revision {
 				continue
 			}
-			// A replica may answer from behind; writeIndex asks the
-			// leader before calling it a conflict.
+			// Another record's, or a replica answering from behind:
+			// writeIndex asks the leader before calling it a conflict.
 		}
-		got, err := s.writeIndex(ctx, ev.rec, ev.sum)
-		if err != nil {
+		if err := s.repairOne(ctx, rec.Position); err != nil {
 			return fmt.Errorf("repair: %w", err)
 		}
-		if got == indexWritten {
-			s.indexRepairs.Add(1)
-			s.log.Warn("id index repaired: an append stopped before writing it",
-				"id", ev.rec.ID, "stream", ev.rec.Stream, "revision", ev.rec.Revision, "position", ev.rec.Position)
-		}
+	}
+	return nil
+}
+
+// repairOne writes the id-index entry of the event at seq, read in full.
+func (s *Store) repairOne(ctx context.Context, seq uint64) error {
+	m, ok, err := s.leaderGet(ctx, s.cfg.Stream, directReq{Seq: seq})
+	if err != nil || !ok {
+		return err // !ok: removed since (a tamperable stream)
+	}
+	rec, err := s.record(m)
+	if err != nil {
+		return nil
+	}
+	ev := eventstore.Event{ID: rec.ID, Type: rec.Type, Data: rec.Data}
+	if h, err := eventstore.ChainHash(rec.PrevHash, rec.Stream, rec.Revision, ev); err != nil || h != rec.Hash {
+		return nil // forged or altered: must not claim its id; Verify reports it
+	}
+	got, err := s.writeIndex(ctx, rec, contentSum(ev))
+	if err != nil {
+		return err
+	}
+	if got == indexWritten {
+		s.indexRepairs.Add(1)
+		s.log.Warn("id index repaired: an append stopped before writing it",
+			"id", rec.ID, "stream", rec.Stream, "revision", rec.Revision, "position", rec.Position)
 	}
 	return nil
 }
