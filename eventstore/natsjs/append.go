@@ -1,12 +1,14 @@
 package natsjs
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,11 +35,15 @@ const maxAttempts = 50
 // errRetry marks an attempt that lost a race or met a busy server.
 var errRetry = errors.New("retry")
 
-// Append writes the new events of one call as one atomic batch: for each
-// event its message on the stream's subject, then an id-index message on
-// the id's subject. The first event message expects the stream's head
-// sequence and every id-index message expects sequence 0, so the server
-// rejects the whole batch when the stream moved or an id exists.
+// Append writes the new events of one call. Several new events go in as
+// one atomic batch: for each event its message on the stream's subject,
+// then an id-index message on the id's subject. The first event message
+// expects the stream's head sequence and every id-index message expects
+// sequence 0, so the server rejects the whole batch when the stream moved
+// or an id exists. On a single-replica stream a single new event (the
+// common case) is a plain publish followed by its id-index message
+// (appendSingle): there an atomic batch costs milliseconds, a publish
+// microseconds.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedRevision, events ...eventstore.Event) (eventstore.AppendResult, error) {
 	if err := checkStream(stream); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append: %w", err)
@@ -137,6 +143,14 @@ func (s *Store) appendOnce(ctx context.Context, stream string, expected eventsto
 	for i, ev := range evs {
 		idx, ok := found.ids[ev.ID]
 		if !ok {
+			if found.head != nil && found.headID == ev.ID {
+				// Stored by a single-event append that stopped before
+				// writing its id index.
+				if recs[i], err = s.adopt(ctx, stream, found.head.seq, ev.ID, sums[i]); err != nil {
+					return nil, 0, err
+				}
+				continue
+			}
 			fresh = append(fresh, i)
 			continue
 		}
@@ -147,7 +161,7 @@ func (s *Store) appendOnce(ctx context.Context, stream string, expected eventsto
 		if e.Stream != stream || e.Sum != sums[i] {
 			return nil, 0, fmt.Errorf("event %s is recorded in stream %q revision %d: %w", ev.ID, e.Stream, e.Revision, eventstore.ErrDuplicateID)
 		}
-		if recs[i], err = s.original(ctx, subj, ev.ID, idx.seq); err != nil {
+		if recs[i], err = s.original(ctx, subj, ev.ID, idx.seq, e.Seq); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -174,6 +188,24 @@ func (s *Store) appendOnce(ctx context.Context, stream string, expected eventsto
 	if at != nil {
 		prev = &eventstore.Head{Stream: stream, Revision: at.revision, Hash: at.hash, Position: at.seq}
 		prevSeq = at.seq
+	}
+	if len(fresh) == 1 && s.single {
+		i := fresh[0]
+		sealed, err := eventstore.Seal(prev, stream, evs[i:i+1])
+		if err != nil {
+			return nil, 0, err
+		}
+		rec, n, err := s.appendSingle(ctx, stream, sealed[0], sums[i], at)
+		if err != nil {
+			return nil, 0, err
+		}
+		recs[i] = rec
+		if n == 0 {
+			if err := s.ensureRecorded(ctx, stream, recs, head{}, false); err != nil {
+				return nil, 0, err
+			}
+		}
+		return recs, n, nil
 	}
 	toSeal := make([]eventstore.Event, len(fresh))
 	for k, i := range fresh {
@@ -208,24 +240,189 @@ func (s *Store) appendOnce(ctx context.Context, stream string, expected eventsto
 	for k := range sealed {
 		sealed[k].Position = firstSeq + 2*uint64(k)
 	}
-	last := sealed[len(sealed)-1]
-	now := head{revision: last.Revision, hash: last.Hash, seq: last.Position}
-	s.heads.put(stream, now)
-	var kvSeq uint64
-	if at != nil {
-		kvSeq = at.kvSeq
-	}
-	if now.kvSeq, err = s.recordHead(ctx, stream, now, kvSeq); err != nil {
-		return nil, 0, fmt.Errorf("appended at %d but %w", firstSeq, err)
-	}
-	s.heads.put(stream, now)
-	if err := s.stamp(ctx, subj, sealed); err != nil {
-		return nil, 0, fmt.Errorf("appended at %d but %w", firstSeq, err)
+	s.heads.put(stream, headOf(sealed[len(sealed)-1]))
+	if err := s.finish(ctx, stream, sealed, at); err != nil {
+		return nil, 0, err
 	}
 	for k, i := range fresh {
 		recs[i] = sealed[k]
 	}
 	return recs, len(sealed), nil
+}
+
+func headOf(r eventstore.Record) head {
+	return head{revision: r.Revision, hash: r.Hash, seq: r.Position}
+}
+
+// finish records the head of just-written records (at was the head before
+// them) and stamps them with RecordedAt. The two are independent round
+// trips, so they overlap.
+func (s *Store) finish(ctx context.Context, stream string, sealed []eventstore.Record, at *head) error {
+	now := headOf(sealed[len(sealed)-1])
+	var kvSeq uint64
+	if at != nil {
+		kvSeq = at.kvSeq
+	}
+	var headErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { now.kvSeq, headErr = s.recordHead(ctx, stream, now, kvSeq) })
+	stampErr := s.stamp(ctx, s.evSubject(stream), sealed)
+	wg.Wait()
+	if err := cmp.Or(headErr, stampErr); err != nil {
+		return fmt.Errorf("appended at %d but %w", sealed[0].Position, err)
+	}
+	s.heads.put(stream, now)
+	return nil
+}
+
+// appendSingle writes one sealed record (at: the head it continues) as a
+// plain publish, then its id-index entry. It returns the record and 1, or
+// the record already stored under its id and 0.
+//
+// Ids stay unique without the batch: the event message carries the id as
+// Nats-Msg-Id, so within the stream's duplicate window the server refuses
+// a second message with it on any subject and names the first one; past
+// the window the id index, written before Append returns, finds it.
+func (s *Store) appendSingle(ctx context.Context, stream string, r eventstore.Record, sum string, at *head) (eventstore.Record, int, error) {
+	var prevSeq uint64
+	if at != nil {
+		prevSeq = at.seq
+	}
+	ack, err := s.publishEvent(ctx, r, prevSeq)
+	if err != nil {
+		s.heads.drop(stream)
+		return eventstore.Record{}, 0, err
+	}
+	if ack.Duplicate {
+		// Another append of this id, or an earlier attempt of this one,
+		// went in first; the cached head did not see it.
+		s.heads.drop(stream)
+		orig, err := s.adopt(ctx, stream, ack.Sequence, r.ID, sum)
+		return orig, 0, err
+	}
+	r.Position = ack.Sequence
+	s.heads.put(stream, headOf(r))
+	// The index entry, the head and the read-back overlap; all must be
+	// done before Append returns.
+	var idxErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, idxErr = s.writeIndex(ctx, r, sum) })
+	recs := []eventstore.Record{r}
+	err = s.finish(ctx, stream, recs, at)
+	wg.Wait()
+	if idxErr != nil {
+		// A retry finds the event by its id (duplicate window) or as
+		// the stream's head, and writes the entry.
+		return eventstore.Record{}, 0, fmt.Errorf("appended at %d but %w", r.Position, idxErr)
+	}
+	if err != nil {
+		return eventstore.Record{}, 0, err
+	}
+	return recs[0], 1, nil
+}
+
+// publishEvent publishes r's message alone, expecting the stream's last
+// message at prevSeq (0: none) so that the stream cannot fork.
+func (s *Store) publishEvent(ctx context.Context, r eventstore.Record, prevSeq uint64) (*jetstream.PubAck, error) {
+	m := eventMsg(s.evSubject(r.Stream), r)
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(prevSeq, 10))
+	pctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	ack, err := s.js.PublishMsg(pctx, m)
+	if err != nil {
+		return nil, classify(ctx, err)
+	}
+	return ack, nil
+}
+
+// adopt returns the stored event at seq that carries id, when it is the
+// same event in stream, and makes sure it is indexed; ErrDuplicateID when
+// it is another stream's or has other content.
+func (s *Store) adopt(ctx context.Context, stream string, seq uint64, id, sum string) (eventstore.Record, error) {
+	m, ok, err := s.directOne(ctx, directReq{Seq: seq})
+	if err != nil {
+		return eventstore.Record{}, err
+	}
+	if !ok {
+		// A replica behind the leader: look again.
+		return eventstore.Record{}, fmt.Errorf("%w: event %s at %d not found", errRetry, id, seq)
+	}
+	rec, err := s.record(m)
+	if err != nil {
+		return eventstore.Record{}, fmt.Errorf("event %s at %d: %w", id, seq, err)
+	}
+	if rec.ID != id {
+		return eventstore.Record{}, fmt.Errorf("message %d is not event %s", seq, id)
+	}
+	if rec.Stream != stream || contentSum(eventstore.Event{ID: rec.ID, Type: rec.Type, Data: rec.Data}) != sum {
+		return eventstore.Record{}, fmt.Errorf("event %s is recorded in stream %q revision %d: %w", id, rec.Stream, rec.Revision, eventstore.ErrDuplicateID)
+	}
+	if _, err := s.writeIndex(ctx, rec, sum); err != nil {
+		return eventstore.Record{}, err
+	}
+	return rec, nil
+}
+
+// indexOutcome is what writeIndex found.
+type indexOutcome int
+
+const (
+	indexWritten  indexOutcome = iota // the entry is new
+	indexPresent                      // the same entry was there
+	indexConflict                     // an entry for another record was there
+)
+
+// writeIndex writes the id-index entry of a stored record, expecting the
+// id's subject to be empty. An entry there already for the same record is
+// fine. One for another record means the id was recorded twice, which the
+// duplicate window and the id lookup exist to prevent: it is logged and
+// counted, but not an error, as the record is stored and cannot be taken
+// back (Append returns it as written).
+func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record, sum string) (indexOutcome, error) {
+	body, err := json.Marshal(idEntry{Stream: rec.Stream, Revision: rec.Revision, Sum: sum, Seq: rec.Position})
+	if err != nil {
+		return 0, err
+	}
+	subj := s.idSubject(rec.ID)
+	for attempt := 1; ; attempt++ {
+		m := nats.NewMsg(subj)
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+		m.Data = body
+		pctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		_, err := s.js.PublishMsg(pctx, m)
+		cancel()
+		if err == nil {
+			return indexWritten, nil
+		}
+		if !isWrongLastSeq(err) {
+			return 0, fmt.Errorf("index event %s: %w", rec.ID, backendErr(ctx, err))
+		}
+		got, ok, err := s.leaderGet(ctx, s.cfg.Stream, directReq{LastFor: subj})
+		if err != nil {
+			return 0, fmt.Errorf("index event %s: %w", rec.ID, err)
+		}
+		if ok {
+			var e idEntry
+			if err := json.Unmarshal(got.data, &e); err != nil {
+				return 0, fmt.Errorf("id index of %s: %w", rec.ID, err)
+			}
+			if e.sameEvent(rec, sum) {
+				return indexPresent, nil
+			}
+			s.indexConflicts.Add(1)
+			s.log.Error("event id recorded twice: the id index names another record",
+				"id", rec.ID, "stream", rec.Stream, "revision", rec.Revision, "position", rec.Position,
+				"indexed_stream", e.Stream, "indexed_revision", e.Revision, "indexed_position", e.Seq)
+			return indexConflict, nil
+		}
+		// Still being written (a clustered write in flight): look again.
+		if attempt == maxAttempts {
+			return 0, fmt.Errorf("index event %s: still contended after %d attempts: %w", rec.ID, attempt, eventstore.ErrUnavailable)
+		}
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return 0, fmt.Errorf("index event %s: %w", rec.ID, backendErr(ctx, err))
+		}
+	}
 }
 
 // ensureRecorded records the head of the newest of recs unless the cache
@@ -285,8 +482,9 @@ func classify(ctx context.Context, err error) error {
 }
 
 type lookupResult struct {
-	head *head             // nil: the stream has no records
-	ids  map[string]rawMsg // id → its id-index message, for recorded ids
+	head   *head             // nil: the stream has no records
+	headID string            // event id of the head
+	ids    map[string]rawMsg // id → its id-index message, for recorded ids
 }
 
 // lookup fetches the id-index entries of evs, and the stream's head when
@@ -314,6 +512,7 @@ func (s *Store) lookup(ctx context.Context, subj string, evs []eventstore.Event,
 				return lookupResult{}, err
 			}
 			res.head = &head{revision: rev, hash: m.header.Get(hdrHash), seq: m.seq}
+			res.headID = m.header.Get(jetstream.MsgIDHeader)
 			continue
 		}
 		if id, ok := idOf[m.subject]; ok {
@@ -323,10 +522,14 @@ func (s *Store) lookup(ctx context.Context, subj string, evs []eventstore.Event,
 	return res, nil
 }
 
-// original reads the recorded event of an id-index message: the message
-// just before it in the same batch.
-func (s *Store) original(ctx context.Context, subj, id string, idxSeq uint64) (eventstore.Record, error) {
-	m, ok, err := s.directOne(ctx, directReq{Seq: idxSeq - 1})
+// original reads the recorded event of an id-index message at idxSeq: at
+// evSeq when the entry names it, else the message just before the entry
+// in the same batch.
+func (s *Store) original(ctx context.Context, subj, id string, idxSeq, evSeq uint64) (eventstore.Record, error) {
+	if evSeq == 0 {
+		evSeq = idxSeq - 1
+	}
+	m, ok, err := s.directOne(ctx, directReq{Seq: evSeq})
 	if err != nil {
 		return eventstore.Record{}, err
 	}
@@ -336,7 +539,7 @@ func (s *Store) original(ctx context.Context, subj, id string, idxSeq uint64) (e
 		return eventstore.Record{}, fmt.Errorf("%w: event of id index %s at %d not found", errRetry, id, idxSeq)
 	}
 	if m.subject != subj || m.header.Get(jetstream.MsgIDHeader) != id {
-		return eventstore.Record{}, fmt.Errorf("id index of %s at %d does not follow its event", id, idxSeq)
+		return eventstore.Record{}, fmt.Errorf("id index of %s at %d does not name its event", id, idxSeq)
 	}
 	return s.record(m)
 }

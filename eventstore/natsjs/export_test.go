@@ -1,6 +1,12 @@
 package natsjs
 
-import "time"
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/council/activityhistory/eventstore"
+)
 
 // TamperableConfig returns cfg for a store whose JetStream stream allows
 // deleting and purging messages and keeps message ids for dupWindow only
@@ -20,3 +26,60 @@ func (s *Store) IDSubject(id string) string { return s.idSubject(id) }
 
 // HeadSubject is the subject of stream's recorded head.
 func (s *Store) HeadSubject(stream string) string { return s.headSubject(stream) }
+
+// WithoutRepairer returns cfg for a store that does not run the id index
+// repairer, so that tests can leave an event unindexed.
+func WithoutRepairer(cfg Config) Config {
+	cfg.noRepair = true
+	return cfg
+}
+
+// AppendUnindexed does what a single-event append does up to storing the
+// event, then stops: a writer that crashed before writing the id index
+// entry (and the head).
+func (s *Store) AppendUnindexed(ctx context.Context, stream string, ev eventstore.Event) (eventstore.Record, error) {
+	var prev *eventstore.Head
+	var prevSeq uint64
+	m, ok, err := s.directOne(ctx, directReq{LastFor: s.evSubject(stream)})
+	if err != nil {
+		return eventstore.Record{}, err
+	}
+	if ok {
+		rec, err := s.record(m)
+		if err != nil {
+			return eventstore.Record{}, err
+		}
+		prev = &eventstore.Head{Stream: stream, Revision: rec.Revision, Hash: rec.Hash, Position: rec.Position}
+		prevSeq = rec.Position
+	}
+	sealed, err := eventstore.Seal(prev, stream, []eventstore.Event{ev})
+	if err != nil {
+		return eventstore.Record{}, err
+	}
+	ack, err := s.publishEvent(ctx, sealed[0], prevSeq)
+	if err != nil {
+		return eventstore.Record{}, err
+	}
+	if ack.Duplicate {
+		return eventstore.Record{}, errors.New("append unindexed: a duplicate")
+	}
+	sealed[0].Position = ack.Sequence
+	return sealed[0], nil
+}
+
+// SinglePublish returns cfg for a store whose single-event appends are
+// plain publishes whatever the replicas (by default only on one).
+func SinglePublish(cfg Config) Config {
+	cfg.forceSingle = true
+	return cfg
+}
+
+// RepairEvery returns cfg for a store whose repairer saves its checkpoint
+// every d rather than every few seconds.
+func RepairEvery(cfg Config, d time.Duration) Config {
+	cfg.repairEvery = d
+	return cfg
+}
+
+// RepairCheckpointKey is the heads bucket key of the repairer's checkpoint.
+const RepairCheckpointKey = repairKey

@@ -196,6 +196,9 @@ func (s *Store) Heads(ctx context.Context, fn func(eventstore.Head) error) error
 		if e == nil { // every key's last value has been delivered
 			return errors.Join(deleted...)
 		}
+		if e.Key() == repairKey {
+			continue
+		}
 		stream, err := decodeToken(e.Key())
 		if err != nil {
 			return fmt.Errorf("heads: key %q: %w", e.Key(), err)

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -44,9 +45,13 @@ type Config struct {
 
 	// Set only by tests (export_test.go): a stream that allows deleting
 	// and purging messages, and a shorter duplicate window, so tests can
-	// tamper with it.
+	// tamper with it; a store that does not run the index repairer; single
+	// publishes on a replicated stream.
 	allowDelete bool
 	dupWindow   time.Duration
+	noRepair    bool
+	forceSingle bool
+	repairEvery time.Duration // how often the repairer saves its checkpoint
 }
 
 const (
@@ -75,10 +80,20 @@ type Store struct {
 	heads   headCache
 	replies replyMux
 
+	// single: an append of one new event is a plain publish plus its id
+	// index (appendSingle). Only on a single replica, where the server
+	// stages an atomic batch on disk; a replicated stream stages it in
+	// memory, and there the batch's one replicated write beats the two
+	// in a row of a publish and its index.
+	single bool
+
 	commits   chan *commit // appends waiting for a batch
 	stop      chan struct{}
 	workers   sync.WaitGroup
 	closeOnce sync.Once
+
+	indexRepairs   atomic.Uint64 // id-index entries the repairer wrote
+	indexConflicts atomic.Uint64 // ids found indexed to another record
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -107,6 +122,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		log:     log,
 		evAll:   cfg.SubjectPrefix + ".ev.>",
 		heads:   headCache{max: 100_000},
+		single:  cfg.Replicas == 1 || cfg.forceSingle,
 		commits: make(chan *commit, commitQueueLen),
 		stop:    make(chan struct{}),
 	}
@@ -138,6 +154,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	for range commitWorkers {
 		s.workers.Add(1)
 		go s.commitLoop()
+	}
+	if !cfg.noRepair {
+		s.workers.Add(1)
+		go s.repairLoop()
 	}
 	return s, nil
 }
@@ -220,7 +240,10 @@ func (s *Store) connect() error {
 
 func (s *Store) streamConfig() jetstream.StreamConfig {
 	p := s.cfg.SubjectPrefix
-	dup := 2 * time.Minute
+	// Single-event appends rely on the window to refuse an id that is
+	// being written to two streams at once (appendSingle); the id index
+	// covers the time after it.
+	dup := 10 * time.Minute
 	if s.cfg.dupWindow > 0 {
 		dup = s.cfg.dupWindow
 	}

@@ -105,6 +105,16 @@ type idEntry struct {
 	Stream   string `json:"stream"`
 	Revision uint64 `json:"revision"`
 	Sum      string `json:"sum"`
+	// Seq is the event's stream sequence. Written apart from its event
+	// (single-event appends, the repairer); 0 in an atomic batch, where
+	// the event is the message just before the entry.
+	Seq uint64 `json:"seq,omitempty"`
+}
+
+// sameEvent reports whether e indexes rec: a stream has one record per
+// revision, so stream, revision and content identify it.
+func (e idEntry) sameEvent(rec eventstore.Record, sum string) bool {
+	return e.Stream == rec.Stream && e.Revision == rec.Revision && e.Sum == sum
 }
 
 // rawMsg is a stored message as direct get or a consumer hands it over.
