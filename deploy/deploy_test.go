@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/council/activityhistory/apidocs"
+	"github.com/council/activityhistory/eventstore/natsjs"
 	"github.com/council/activityhistory/httpapi"
 	"github.com/council/activityhistory/projection"
 )
@@ -638,13 +639,15 @@ func (r *recorder) MustRegister(cs ...prometheus.Collector) {
 func (r *recorder) Unregister(c prometheus.Collector) bool { return r.reg.Unregister(c) }
 
 // registeredMetrics builds what cmd/activityhistory's build() registers:
-// the Go and process collectors, the HTTP metrics and the projector's.
+// the Go and process collectors, the HTTP metrics, the projector's and the
+// JetStream store's.
 func registeredMetrics(t *testing.T) map[string]metricInfo {
 	t.Helper()
 	r := &recorder{reg: prometheus.NewRegistry(), metrics: map[string]metricInfo{}}
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	httpapi.NewMetrics(r)
 	projection.NewProjector(nil, nil, projection.ProjectorOptions{Registerer: r})
+	(&natsjs.Store{}).RegisterMetrics(r)
 	if r.err != nil {
 		t.Fatal(r.err)
 	}

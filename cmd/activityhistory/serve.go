@@ -110,6 +110,9 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		}
 		a.closers = append(a.closers, a.store.Close)
 		checks = append(checks, check{name: "EventStore", description: storeDescription(cfg), ping: a.store.Ping})
+		if m, ok := a.store.(interface{ RegisterMetrics(prometheus.Registerer) }); ok {
+			m.RegisterMetrics(reg)
+		}
 	}
 
 	needModel := cfg.has("query") || cfg.has("projector")
@@ -397,3 +400,4 @@ func (a *app) becomeReady(ctx context.Context) {
 	}
 	a.ready.Store(true)
 }
+

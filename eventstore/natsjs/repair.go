@@ -1,6 +1,8 @@
 package natsjs
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+
 	"cmp"
 	"context"
 	"encoding/json"
@@ -279,4 +281,20 @@ func (s *Store) saveCheckpoint(ctx context.Context, done, rev uint64) (uint64, e
 func isWrongLastSeq(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && (apiErr.ErrorCode == codeWrongLastSeq || apiErr.ErrorCode == codeWrongLastSeqConst)
+}
+
+// RegisterMetrics exposes the id-index repairer's counters: repairs mean an
+// append died between its event and its index entry; conflicts mean an id
+// was recorded for two events and need an operator.
+func (s *Store) RegisterMetrics(reg prometheus.Registerer) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "activityhistory_eventstore_index_repairs_total",
+			Help: "Event id index entries written by the repairer after an interrupted append.",
+		}, func() float64 { return float64(s.IndexRepairs()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "activityhistory_eventstore_index_conflicts_total",
+			Help: "Event ids found recorded for two different events.",
+		}, func() float64 { return float64(s.IndexConflicts()) }),
+	)
 }
