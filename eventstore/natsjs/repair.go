@@ -99,6 +99,9 @@ func (s *Store) repair(ctx context.Context) error {
 		return fmt.Errorf("repair: %w", backendErr(ctx, err))
 	}
 	defer it.Stop()
+	// While the ordered consumer is being recreated (after a node loss)
+	// Next does not watch ctx; stopping the iterator ends it.
+	defer context.AfterFunc(ctx, it.Stop)()
 	every := cmp.Or(s.cfg.repairEvery, repairCheckpointEvery)
 	saved := done
 	lastSave := time.Now()

@@ -44,6 +44,9 @@ func (s *Store) Subscribe(ctx context.Context, after uint64, h eventstore.Handle
 		return fmt.Errorf("subscribe after %d: %w", after, backendErr(ctx, err))
 	}
 	defer it.Stop()
+	// While the ordered consumer is being recreated (after a node loss)
+	// Next does not watch ctx; stopping the iterator ends it.
+	defer context.AfterFunc(ctx, it.Stop)()
 
 	batch := make([]eventstore.Record, 0, subscribeBatch)
 	for {
