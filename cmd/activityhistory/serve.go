@@ -400,4 +400,3 @@ func (a *app) becomeReady(ctx context.Context) {
 	}
 	a.ready.Store(true)
 }
-

@@ -102,7 +102,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 			return out, nil
 		}
 		slow = slow || next == retrySlow
-		if err := pause(ctx, backoff(attempt)); err != nil {
+		if err := eventstore.Sleep(ctx, eventstore.ConflictBackoff(attempt)); err != nil {
 			return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
 		}
 	}

@@ -2,9 +2,7 @@ package esdb
 
 import (
 	"context"
-	"math/rand/v2"
 	"sync"
-	"time"
 )
 
 // streamLocks serialises appends to one stream within this process, so
@@ -47,24 +45,5 @@ func (l *streamLocks) lock(ctx context.Context, stream string) (unlock func(), e
 	case <-ctx.Done():
 		release()
 		return nil, ctx.Err()
-	}
-}
-
-// backoff is a jittered pause before attempt n+1 after a refused write,
-// so that writers in different processes stop colliding.
-func backoff(attempt int) time.Duration {
-	ceil := min(time.Millisecond<<min(attempt, 6), 50*time.Millisecond)
-	return time.Duration(rand.Int64N(int64(ceil))) + 100*time.Microsecond
-}
-
-// pause waits d or until ctx ends.
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

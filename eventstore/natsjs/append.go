@@ -98,7 +98,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 			if attempt == maxAttempts {
 				return eventstore.AppendResult{}, fmt.Errorf("append %s: still contended after %d attempts: %w: %w", stream, attempt, eventstore.ErrConflict, err)
 			}
-			wait = backoff(attempt)
+			wait = eventstore.ConflictBackoff(attempt)
 			attempt++
 		case errors.Is(err, eventstore.ErrUnavailable) && ctx.Err() == nil && !s.closed():
 			// A leader election or a reconnect, over in seconds. Trying
@@ -111,7 +111,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		default:
 			return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
 		}
-		if serr := sleep(ctx, wait); serr != nil {
+		if serr := eventstore.Sleep(ctx, wait); serr != nil {
 			if errors.Is(serr, context.Canceled) {
 				err = serr
 			}
@@ -419,7 +419,7 @@ func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record, sum strin
 		if attempt == maxAttempts {
 			return 0, fmt.Errorf("index event %s: still contended after %d attempts: %w", rec.ID, attempt, eventstore.ErrUnavailable)
 		}
-		if err := sleep(ctx, backoff(attempt)); err != nil {
+		if err := eventstore.Sleep(ctx, eventstore.ConflictBackoff(attempt)); err != nil {
 			return 0, fmt.Errorf("index event %s: %w", rec.ID, backendErr(ctx, err))
 		}
 	}
@@ -554,7 +554,7 @@ func (s *Store) stamp(ctx context.Context, subj string, recs []eventstore.Record
 		if err == nil || errors.Is(err, eventstore.ErrUnavailable) {
 			break
 		}
-		if sleep(ctx, backoff(attempt)) != nil {
+		if eventstore.Sleep(ctx, eventstore.ConflictBackoff(attempt)) != nil {
 			break
 		}
 	}
@@ -595,20 +595,4 @@ const stampAttempts = 25
 func unavailableBackoff(n int) time.Duration {
 	ceil := min(50*time.Millisecond<<min(n-1, 5), time.Second)
 	return ceil/2 + time.Duration(rand.Int64N(int64(ceil/2)))
-}
-
-func backoff(attempt int) time.Duration {
-	ceil := min(time.Millisecond<<min(attempt, 6), 50*time.Millisecond)
-	return time.Duration(rand.Int64N(int64(ceil))) + 100*time.Microsecond
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

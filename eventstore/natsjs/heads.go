@@ -113,7 +113,7 @@ func (s *Store) recordHead(ctx context.Context, stream string, h head, kvSeq uin
 		}
 		// Another process wrote the key: look again.
 		known = false
-		if err := sleep(ctx, backoff(attempt)); err != nil {
+		if err := eventstore.Sleep(ctx, eventstore.ConflictBackoff(attempt)); err != nil {
 			return 0, fmt.Errorf("record head: %w", backendErr(ctx, err))
 		}
 	}

@@ -78,7 +78,7 @@ func (s *Store) Read(ctx context.Context, stream string, from uint64, limit int)
 		if attempt == catchUpAttempts {
 			return nil, fmt.Errorf("read %s: replica still behind the leader (%d of %d records): %w", stream, len(recs), want, eventstore.ErrUnavailable)
 		}
-		if err := sleep(ctx, backoff(attempt)); err != nil {
+		if err := eventstore.Sleep(ctx, eventstore.ConflictBackoff(attempt)); err != nil {
 			return nil, fmt.Errorf("read %s: %w", stream, backendErr(ctx, err))
 		}
 	}

@@ -68,7 +68,7 @@ func (s *Store) repairLoop() {
 			return
 		}
 		s.log.Warn("id index repairer stopped, restarting", "err", err)
-		if sleep(ctx, unavailableBackoff(n)) != nil {
+		if eventstore.Sleep(ctx, unavailableBackoff(n)) != nil {
 			return
 		}
 	}
@@ -116,7 +116,7 @@ func (s *Store) repair(ctx context.Context) error {
 		if len(batch) > 0 {
 			newest := batch[len(batch)-1]
 			// Capped: another node's clock may be ahead.
-			if err := sleep(ctx, min(repairGrace-time.Since(newest.time), repairGrace)); err != nil {
+			if err := eventstore.Sleep(ctx, min(repairGrace-time.Since(newest.time), repairGrace)); err != nil {
 				return err
 			}
 			if err := s.repairBatch(ctx, batch); err != nil {

@@ -329,7 +329,7 @@ func (s *Store) retryUnavailable(ctx context.Context, op func() error) error {
 		if err == nil || !errors.Is(err, eventstore.ErrUnavailable) || ctx.Err() != nil || s.closed() {
 			return err
 		}
-		if sleep(ctx, unavailableBackoff(n)) != nil {
+		if eventstore.Sleep(ctx, unavailableBackoff(n)) != nil {
 			return err
 		}
 	}
