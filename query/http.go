@@ -113,17 +113,23 @@ func (h handlers) history(c *gin.Context) {
 		slog.Int("results", len(page.Results)),
 		slog.Bool("hasNext", page.NextToken != nil),
 		slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
-		slog.String("outcome", outcome(err)),
 	}
-	if err != nil {
-		attrs = append(attrs, slog.String("err", err.Error()))
-	}
-	httpapi.Logger(c).LogAttrs(c.Request.Context(), slog.LevelInfo, "query", attrs...)
-	if err != nil {
+	if !logQuery(c, attrs, err) {
 		h.fail(c, err)
 		return
 	}
 	writePage(c, page)
+}
+
+// logQuery writes the query log line with the read's outcome and reports
+// whether the read succeeded.
+func logQuery(c *gin.Context, attrs []slog.Attr, err error) bool {
+	attrs = append(attrs, slog.String("outcome", outcome(err)))
+	if err != nil {
+		attrs = append(attrs, slog.String("err", err.Error()))
+	}
+	httpapi.Logger(c).LogAttrs(c.Request.Context(), slog.LevelInfo, "query", attrs...)
+	return err == nil
 }
 
 // get serves GET APIPath/:id.
@@ -135,13 +141,8 @@ func (h handlers) get(c *gin.Context) {
 		slog.String("query", "get"),
 		slog.String("id", clip(id)),
 		slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
-		slog.String("outcome", outcome(err)),
 	}
-	if err != nil {
-		attrs = append(attrs, slog.String("err", err.Error()))
-	}
-	httpapi.Logger(c).LogAttrs(c.Request.Context(), slog.LevelInfo, "query", attrs...)
-	if err != nil {
+	if !logQuery(c, attrs, err) {
 		h.fail(c, err)
 		return
 	}

@@ -72,39 +72,32 @@ func (e *envFlags) list(p *[]string, flagName, envName, def, help string) {
 	})
 }
 
-func (e *envFlags) boolean(p *bool, flagName, envName string, def bool, help string) {
-	v := def
-	if s, ok := lookup(e.getenv, envName); ok {
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			e.errs = append(e.errs, fmt.Errorf("%s=%q: want true or false", envName, s))
-		}
-		v = b
+// envValue is the value of envName parsed by parse, or def when unset; a
+// bad value is recorded with want in its message.
+func envValue[T any](e *envFlags, envName string, def T, parse func(string) (T, error), want string) T {
+	s, ok := lookup(e.getenv, envName)
+	if !ok {
+		return def
 	}
+	v, err := parse(s)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: want %s", envName, s, want))
+	}
+	return v
+}
+
+func (e *envFlags) boolean(p *bool, flagName, envName string, def bool, help string) {
+	v := envValue(e, envName, def, strconv.ParseBool, "true or false")
 	e.fs.BoolVar(p, flagName, v, help+" (env "+envName+")")
 }
 
 func (e *envFlags) integer(p *int, flagName, envName string, def int, help string) {
-	v := def
-	if s, ok := lookup(e.getenv, envName); ok {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			e.errs = append(e.errs, fmt.Errorf("%s=%q: want an integer", envName, s))
-		}
-		v = n
-	}
+	v := envValue(e, envName, def, strconv.Atoi, "an integer")
 	e.fs.IntVar(p, flagName, v, help+" (env "+envName+")")
 }
 
 func (e *envFlags) duration(p *time.Duration, flagName, envName string, def time.Duration, help string) {
-	v := def
-	if s, ok := lookup(e.getenv, envName); ok {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			e.errs = append(e.errs, fmt.Errorf("%s=%q: want a duration such as 30s", envName, s))
-		}
-		v = d
-	}
+	v := envValue(e, envName, def, time.ParseDuration, "a duration such as 30s")
 	e.fs.DurationVar(p, flagName, v, help+" (env "+envName+")")
 }
 
