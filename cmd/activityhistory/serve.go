@@ -341,6 +341,11 @@ func (a *app) close() {
 func (a *app) run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if a.cfg.PprofAddr != "" {
+		if _, err := servePprof(ctx, a.cfg.PprofAddr, a.log); err != nil {
+			return err
+		}
+	}
 	errc := make(chan error, 2)
 	if a.projector != nil {
 		go func() {
