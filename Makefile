@@ -29,7 +29,12 @@ test-long: ## long suites: soak, big volumes, cluster fault injection
 	AH_LONG=1 ./scripts/with-redis $(GO) test -timeout 30m $(PKGS)
 
 .PHONY: bench
-bench: ## benchmarks (event store appends, read-model pages, HTTP handlers)
+bench: build ## the service over HTTP (vegeta) beside its raw parts, 1M-activity target: one table (~15 min)
+	$(GO) build -o bin/ahbench ./cmd/ahbench
+	./bin/ahbench --bin $(BIN) --tools bin $(BENCHFLAGS)
+
+.PHONY: bench-go
+bench-go: ## Go micro-benchmarks (event store appends, read-model pages, HTTP handlers)
 	./scripts/with-redis $(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 .PHONY: lint

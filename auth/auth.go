@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -89,6 +90,9 @@ type Authenticator struct {
 	byAlg    map[string][]jwt.VerificationKey
 	groups   map[Permission]map[string]bool
 	parser   *jwt.Parser
+	now      func() time.Time
+	skew     time.Duration
+	verified verifiedTokens
 }
 
 // New checks cfg and returns an Authenticator.
@@ -136,6 +140,8 @@ func New(cfg Config) (*Authenticator, error) {
 	if now == nil {
 		now = time.Now
 	}
+	a.now, a.skew = now, skew
+	a.verified.m = map[string]verifiedToken{}
 	a.parser = jwt.NewParser(
 		jwt.WithLeeway(skew),
 		jwt.WithTimeFunc(now),
@@ -282,11 +288,69 @@ func (a *Authenticator) verify(token string) (Identity, error) {
 	case len(token) > maxTokenLen:
 		return Identity{}, &tokenError{desc: "token too long"}
 	}
+	now := a.now()
+	if id, ok := a.verified.get(token, now); ok {
+		return id, nil
+	}
 	var cl claims
 	if _, err := a.parser.ParseWithClaims(token, &cl, a.key); err != nil {
 		return Identity{}, &tokenError{desc: describe(err), err: err}
 	}
-	return Identity{Subject: cl.Subject, Name: cl.Name, Email: cl.Email, Groups: cl.Groups}, nil
+	id := Identity{Subject: cl.Subject, Name: cl.Name, Email: cl.Email, Groups: cl.Groups}
+	a.verified.put(token, a.window(cl), id)
+	return id, nil
+}
+
+// window is when a token that verified now stays valid: the parser's
+// time checks, with the same leeway, done ahead of time. The signature
+// and the keys do not change while the process runs.
+func (a *Authenticator) window(cl claims) verifiedToken {
+	v := verifiedToken{until: cl.ExpiresAt.Add(a.skew)}
+	for _, t := range []*jwt.NumericDate{cl.NotBefore, cl.IssuedAt} {
+		if t != nil && t.Add(-a.skew).After(v.from) {
+			v.from = t.Add(-a.skew)
+		}
+	}
+	return v
+}
+
+// verifiedTokens remembers tokens whose signature verified, so that a
+// client sending the same token on every request is not verified (and
+// its claims not decoded) every time. Bounded; only valid tokens enter.
+type verifiedTokens struct {
+	mu sync.Mutex
+	m  map[string]verifiedToken
+}
+
+type verifiedToken struct {
+	from, until time.Time
+	id          Identity
+}
+
+const maxVerifiedTokens = 4096
+
+func (v *verifiedTokens) get(token string, now time.Time) (Identity, bool) {
+	v.mu.Lock()
+	t, ok := v.m[token]
+	v.mu.Unlock()
+	// Outside its window the token is parsed again, which says why it fails.
+	if !ok || now.Before(t.from) || !now.Before(t.until) {
+		return Identity{}, false
+	}
+	return t.id, true
+}
+
+func (v *verifiedTokens) put(token string, t verifiedToken, id Identity) {
+	t.id = id
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.m) >= maxVerifiedTokens {
+		for k := range v.m { // map order: an arbitrary victim
+			delete(v.m, k)
+			break
+		}
+	}
+	v.m[token] = t
 }
 
 // key picks the verification key for t. Each algorithm gets only keys of

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -505,5 +506,34 @@ func TestSkewConfigurable(t *testing.T) {
 	strict := newAuth(t, Config{HMACSecret: []byte(testSecret), Skew: time.Nanosecond})
 	if _, err := strict.verify(tok); err == nil || !strings.Contains(err.Error(), "token expired") {
 		t.Errorf("expired 90 s ago with no skew: %v", err)
+	}
+}
+
+// A token that verified once is remembered, but only within the window its
+// claims allow: the same Authenticator refuses it once it has expired, and
+// a token that never verified is never remembered.
+func TestVerifiedTokensKeepTheirWindow(t *testing.T) {
+	t.Parallel()
+	now := testNow()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	a := newAuth(t, Config{HMACSecret: []byte(testSecret), Skew: time.Second, Now: clock})
+	tok := mint(t, "readers")
+	for range 2 {
+		if _, err := a.verify(tok); err != nil {
+			t.Fatalf("fresh token: %v", err)
+		}
+	}
+	mu.Lock()
+	now = now.Add(time.Hour) // issued a minute before testNow(), for an hour
+	mu.Unlock()
+	if _, err := a.verify(tok); err == nil || !strings.Contains(err.Error(), "token expired") {
+		t.Fatalf("expired token after it was remembered: %v", err)
+	}
+	forged := tok[:len(tok)-2] + "AA"
+	for range 2 {
+		if _, err := a.verify(forged); err == nil {
+			t.Fatal("a token with a bad signature verified")
+		}
 	}
 }

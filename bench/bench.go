@@ -78,11 +78,13 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	err := r.measure(ctx)
 	r.stopAll()
+	notes := r.notes()
 	if err != nil {
-		return err
+		// What was measured before the failure is still worth reading.
+		notes = append(notes, "RUN STOPPED: "+err.Error())
 	}
-	r.table.write(out, r.notes())
-	return nil
+	r.table.write(out, notes)
+	return err
 }
 
 // run is one benchmark run: its parts and what it measured.

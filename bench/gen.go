@@ -145,7 +145,9 @@ func preload(ctx context.Context, c *client, base, target string, n, batch int) 
 				}
 				status, out, err := c.do(ctx, http.MethodPost, base+apiPath, body(acts))
 				var got []json.RawMessage
-				if err == nil && status != http.StatusCreated {
+				// 200: the service found the array already recorded (its
+				// own retry of an append that had succeeded).
+				if err == nil && status != http.StatusCreated && status != http.StatusOK {
 					err = fmt.Errorf("preload: status %d: %.300s", status, out)
 				}
 				if err == nil {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -220,7 +221,8 @@ func clip(s string) string {
 }
 
 // writePage sends the response around the documents as stored: they are
-// neither decoded, re-encoded nor copied into one buffer.
+// neither decoded nor re-encoded, but copied into one buffer so that the
+// page leaves in one write rather than one per buffer-full.
 func writePage(c *gin.Context, p HistoryPage) {
 	const (
 		head = `{"results":[`
@@ -236,20 +238,30 @@ func writePage(c *gin.Context, p HistoryPage) {
 	for _, r := range p.Results {
 		n += len(r)
 	}
+	bp := pageBuffers.Get().(*[]byte)
+	b := append((*bp)[:0], head...)
+	for i, r := range p.Results {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, r...)
+	}
+	b = append(b, mid...)
+	b = append(b, next...)
+	b = append(b, tail...)
 	h := c.Writer.Header()
 	h.Set("Content-Type", jsonContentType)
 	h.Set("Content-Length", strconv.Itoa(n))
 	c.Status(http.StatusOK)
-	w := c.Writer
 	// A failed write means the client went away; nothing is left to tell it.
-	_, _ = w.WriteString(head)
-	for i, r := range p.Results {
-		if i > 0 {
-			_, _ = w.WriteString(",")
-		}
-		_, _ = w.Write(r)
+	_, _ = c.Writer.Write(b)
+	if cap(b) <= maxPooledPage {
+		*bp = b
+		pageBuffers.Put(bp)
 	}
-	_, _ = w.WriteString(mid)
-	_, _ = w.WriteString(next)
-	_, _ = w.WriteString(tail)
 }
+
+// maxPooledPage keeps a rare huge page from pinning its buffer.
+const maxPooledPage = 256 << 10
+
+var pageBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}

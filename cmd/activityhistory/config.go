@@ -29,6 +29,7 @@ type config struct {
 	LogFormat        string
 	ShutdownTimeout  time.Duration
 	PprofAddr        string
+	PageCacheMB      int
 
 	AuthDisabled      bool
 	AuthDev           bool
@@ -147,6 +148,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	e.str(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
 	e.duration(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 15*time.Second, "how long to drain requests on SIGTERM")
+	e.integer(&c.PageCacheMB, "page-cache-mb", "PAGE_CACHE_MB", 64, "MB of first pages kept in process when the query and projector roles share it (the projector then invalidates them exactly); 0 = off")
 	e.str(&c.PprofAddr, "pprof-addr", "PPROF_ADDR", "", "serve Go's profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; empty = off")
 	e.boolean(&c.AuthDisabled, "auth-disabled", "AUTH_DISABLED", false, "turn authentication off (logs a warning at every start)")
 	e.boolean(&c.AuthDev, "dev-auth", "AUTH_DEV", false, "development auth when none is configured: generate a secret under the data dir and print a token")
@@ -188,6 +190,9 @@ func (c *config) check() error {
 	}
 	if c.AuthDisabled && (c.AuthJWTSecret != "" || c.AuthPublicKeys != "") {
 		errs = append(errs, errors.New("AUTH_DISABLED=true with AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEYS set: choose one"))
+	}
+	if c.PageCacheMB < 0 {
+		errs = append(errs, fmt.Errorf("PAGE_CACHE_MB=%d: want 0 (off) or more", c.PageCacheMB))
 	}
 	if c.CursorSecret != "" && len(c.CursorSecret) < 32 {
 		errs = append(errs, errors.New("CURSOR_SECRET: must be at least 32 bytes"))

@@ -41,17 +41,16 @@ type store interface {
 }
 
 // readModel is what serve needs of a read model.
-type readModel interface {
-	projection.ReadModel
-	projection.Reader
-}
+type readModel = projection.Model
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseServeConfig(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	logw := newLogWriter(stderr, 100*time.Millisecond)
+	defer logw.Close()
+	log := newLogger(cfg, logw)
 
 	app, err := build(ctx, cfg, log, stdout)
 	if err != nil {
@@ -124,6 +123,12 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 			return nil, err
 		}
 		checks = append(checks, check{name: "ReadModel", description: modelDescription(cfg), ping: a.model.Ping})
+		// Exact only where this process's projector writes every change
+		// the query side reads; a query-only process reads the model as is.
+		if cfg.has("query") && cfg.has("projector") && cfg.PageCacheMB > 0 {
+			a.model = projection.NewPageCache(a.model, int64(cfg.PageCacheMB)<<20)
+			log.Info("page cache: first pages kept in process", "mb", cfg.PageCacheMB)
+		}
 	}
 	if cfg.has("projector") {
 		a.projector = projection.NewProjector(a.store, a.model, projection.ProjectorOptions{Logger: log, Registerer: reg})
