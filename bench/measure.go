@@ -173,7 +173,9 @@ func (r *run) queryOnly(ctx context.Context) error {
 	}
 	r.logf("GET pages on Redis, head, query-only process")
 	res, err := r.vegeta(ctx, attack{name: "get-query-only", workers: r.cfg.Clients, dur: r.cfg.Duration, fixed: true,
-		next: func(int) request { return request{method: http.MethodGet, url: pageURL(q.base, r.readTgt, "", pageSize)} }})
+		next: func(int) request {
+			return request{method: http.MethodGet, url: pageURL(q.base, r.readTgt, "", pageSize)}
+		}})
 	if err != nil {
 		return err
 	}
