@@ -45,7 +45,7 @@ func (r *run) redisBench(ctx context.Context, clients int, dur time.Duration, ar
 	if err := lookTool("redis-benchmark"); err != nil {
 		return rawRate{}, err
 	}
-	n := max(10_000, int(40_000*dur.Seconds()))
+	n := max(10_000, int(20_000*dur.Seconds()))
 	cmd := exec.CommandContext(ctx, "redis-benchmark", append([]string{"-h", "127.0.0.1",
 		"-p", strconv.Itoa(r.redis.port), "-c", strconv.Itoa(clients), "-n", strconv.Itoa(n), "--csv"}, args...)...)
 	out, err := cmd.Output()

@@ -71,6 +71,16 @@ func (g *gated) Apply(ctx context.Context, pos uint64, acts []activity.Activity)
 	return err
 }
 
+// holdNext makes the next call wait on hold after its work; done closes
+// when it has done it.
+func (g *gated) holdNext(holdField, doneField *chan struct{}) (hold, done chan struct{}) {
+	hold, done = make(chan struct{}), make(chan struct{})
+	g.mu.Lock()
+	*holdField, *doneField = hold, done
+	g.mu.Unlock()
+	return hold, done
+}
+
 func (g *gated) reads() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -139,11 +149,7 @@ func TestPageCacheReadAcrossApplyIsNotKept(t *testing.T) {
 	if err := c.Apply(ctx, 1, readmodeltest.Series(target, 0, 3)); err != nil {
 		t.Fatal(err)
 	}
-	hold := make(chan struct{})
-	g.mu.Lock()
-	g.holdPage, g.readDone = hold, make(chan struct{})
-	done := g.readDone
-	g.mu.Unlock()
+	hold, done := g.holdNext(&g.holdPage, &g.readDone)
 	old := make(chan string)
 	go func() { old <- newest(t, c, target) }()
 	<-done // the read has its (old) page and waits
@@ -172,11 +178,7 @@ func TestPageCacheNoHitsDuringApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	newest(t, c, target) // cached
-	hold := make(chan struct{})
-	g.mu.Lock()
-	g.holdApply, g.applied = hold, make(chan struct{})
-	applied := g.applied
-	g.mu.Unlock()
+	hold, applied := g.holdNext(&g.holdApply, &g.applied)
 	next := readmodeltest.Activity(target, 9, t0)
 	errc := make(chan error)
 	go func() { errc <- c.Apply(ctx, 2, []activity.Activity{next}) }()
