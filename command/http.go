@@ -182,9 +182,7 @@ func (h *recordHandler) failRecord(c *gin.Context, many bool, err error) {
 		// ErrConflict cannot mean a failed expectation (Record appends with
 		// Any): the store gave up on a contended stream. Both are worth a
 		// retry with the same ids.
-		httpapi.Logger(c).Warn("activities not recorded", "err", err)
-		c.Header("Retry-After", "1")
-		httpapi.Error(c, http.StatusServiceUnavailable, "", nil)
+		httpapi.Unavailable(c, err)
 	default:
 		httpapi.Internal(c, err)
 	}
