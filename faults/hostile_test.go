@@ -1,0 +1,169 @@
+package faults
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// latencyBound is what a normal client may wait for an answer while the
+// service is under hostile HTTP.
+const latencyBound = 2 * time.Second
+
+// Hostile HTTP — slowloris, oversized headers, a flood of idle
+// connections, never-ending bodies — while a normal client writes and
+// reads: it is served within latencyBound every time, the attackers get
+// 431 / 413 or are disconnected, and nothing it was told is lost.
+func TestHostileHTTP(t *testing.T) {
+	t.Parallel()
+	at := storeAt{dataDir: t.TempDir()}
+	s := newService(t, at.env())
+	addr := strings.TrimPrefix(s.url, "http://")
+	ctx, cancel := context.WithTimeout(context.Background(), pick(6*time.Second, 60*time.Second))
+	defer cancel()
+
+	var wg sync.WaitGroup
+	var slow, idle, bigHeader, endless atomic.Int64
+	// Slowloris: headers a byte at a time, never finished.
+	for range pick(100, 300) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				conn, err := net.Dial("tcp", addr)
+				if err != nil {
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				slow.Add(1)
+				_, err = io.WriteString(conn, "GET /api/v1/activityHistory HTTP/1.1\r\nHost: x\r\n")
+				for err == nil && ctx.Err() == nil {
+					time.Sleep(500 * time.Millisecond)
+					_, err = io.WriteString(conn, "X")
+				}
+				conn.Close()
+			}
+		})
+	}
+	// Idle connections: opened, never written to.
+	for range pick(500, 2000) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				conn, err := net.Dial("tcp", addr)
+				if err != nil {
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				idle.Add(1)
+				go func() { <-ctx.Done(); conn.Close() }()
+				// Returns when the server hangs up.
+				_, _ = io.Copy(io.Discard, conn)
+				conn.Close()
+			}
+		})
+	}
+	// Oversized headers.
+	wg.Go(func() {
+		client := &http.Client{Timeout: 5 * time.Second}
+		huge := strings.Repeat("a", 64<<10)
+		for ctx.Err() == nil {
+			req, _ := http.NewRequest(http.MethodGet, s.url+"/api/v1/activityHistory?targetId="+uuid.NewString(), nil)
+			req.Header.Set("X-Huge", huge)
+			resp, err := client.Do(req)
+			if err != nil {
+				continue
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+				t.Errorf("oversized header: %d, want 431", resp.StatusCode)
+			}
+			bigHeader.Add(1)
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	// Never-ending bodies: chunked, forever.
+	for range pick(10, 30) {
+		wg.Go(func() {
+			chunk := fmt.Sprintf("%x\r\n%s\r\n", 32<<10, strings.Repeat(" ", 32<<10))
+			for ctx.Err() == nil {
+				conn, err := net.Dial("tcp", addr)
+				if err != nil {
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				endless.Add(1)
+				go func() {
+					// The answer ends the body: 413 once past 1 MiB.
+					resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+					if err == nil {
+						resp.Body.Close()
+						if resp.StatusCode != http.StatusRequestEntityTooLarge {
+							t.Errorf("never-ending body: %d, want 413", resp.StatusCode)
+						}
+					}
+					conn.Close()
+				}()
+				_, err = io.WriteString(conn, "POST /api/v1/activityHistory HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n{\"a\":\"\r\n")
+				for err == nil && ctx.Err() == nil {
+					_, err = io.WriteString(conn, chunk)
+					time.Sleep(10 * time.Millisecond)
+				}
+				conn.Close()
+			}
+		})
+	}
+
+	// The normal client.
+	l := newLedger(5)
+	client := &http.Client{Timeout: 10 * time.Second}
+	var served int
+	var worst time.Duration
+	for ctx.Err() == nil {
+		target := l.targets[served%len(l.targets)]
+		id := uuid.NewString()
+		body, _ := json.Marshal(map[string]any{"id": id, "targetId": target, "type": "create", "targetType": "person"})
+		start := time.Now()
+		if !l.post(t, client, s.url, id, body) {
+			break
+		}
+		l.mu.Lock()
+		l.acked[id] = target
+		l.mu.Unlock()
+		resp, err := client.Get(s.url + "/api/v1/activityHistory?targetId=" + target)
+		if err != nil {
+			t.Fatalf("normal GET under attack: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("normal GET under attack: %d", resp.StatusCode)
+		}
+		took := time.Since(start)
+		worst = max(worst, took)
+		if took > latencyBound {
+			t.Errorf("a normal POST and GET took %v under attack, bound %v", took, latencyBound)
+		}
+		served++
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if l.unknown.Load() > 0 {
+		t.Errorf("the normal client saw %d failed attempts", l.unknown.Load())
+	}
+	t.Logf("normal client: %d POST+GET, slowest %v; attackers: %d slowloris, %d idle, %d oversized-header, %d never-ending-body connections",
+		served, worst, slow.Load(), idle.Load(), bigHeader.Load(), endless.Load())
+	l.finish(t, s.url, at, func() { s.proc.term(30 * time.Second) })
+	logFigure(t, "hostile HTTP (slowloris, oversized headers, idle flood, endless bodies)", 4, l)
+}
