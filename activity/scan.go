@@ -150,23 +150,31 @@ func (s *scanner) array() {
 	for idx := 0; !s.stop; idx++ {
 		s.path[n] = seg{idx: idx, index: true}
 		s.value()
-		s.ws()
-		if s.stop || s.i >= len(s.b) {
-			s.stop = true
+		if !s.more(']') {
 			break
 		}
-		if s.b[s.i] == ',' {
-			s.i++
-			continue
-		}
-		if s.b[s.i] == ']' {
-			s.i++
-		} else {
-			s.stop = true
-		}
-		break
 	}
 	s.path = s.path[:n]
+}
+
+// more reads the separator after a member: true after a comma, false
+// after close or a syntax error.
+func (s *scanner) more(close byte) bool {
+	s.ws()
+	switch {
+	case s.stop || s.i >= len(s.b):
+		s.stop = true
+		return false
+	case s.b[s.i] == ',':
+		s.i++
+		return true
+	case s.b[s.i] == close:
+		s.i++
+		return false
+	default:
+		s.stop = true
+		return false
+	}
 }
 
 func (s *scanner) object() {
@@ -237,21 +245,9 @@ func (s *scanner) object() {
 			s.value()
 		}
 		s.path = s.path[:len(s.path)-1]
-		s.ws()
-		if s.stop || s.i >= len(s.b) {
-			s.stop = true
+		if !s.more('}') {
 			break
 		}
-		if s.b[s.i] == ',' {
-			s.i++
-			continue
-		}
-		if s.b[s.i] == '}' {
-			s.i++
-		} else {
-			s.stop = true
-		}
-		break
 	}
 	s.keys = s.keys[:first]
 }

@@ -302,6 +302,22 @@ func (l *ledger) write(ctx context.Context, t *testing.T, url string, n int) {
 	wg.Wait()
 }
 
+// run starts writers (and readers, when st is not nil) in the background;
+// stop ends them and waits for every writer's last activity to be
+// acknowledged.
+func (l *ledger) run(t *testing.T, writeURL string, writers int, readURL string, readers int, st *readStats) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { l.write(ctx, t, writeURL, writers) })
+	if st != nil {
+		wg.Go(func() { l.read(ctx, t, readURL, readers, st) })
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
 // post sends body until it is acknowledged; false when the test failed or
 // it could not be within two minutes.
 func (l *ledger) post(t *testing.T, client *http.Client, url, id string, body []byte) bool {

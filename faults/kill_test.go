@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -24,19 +23,13 @@ func TestKill9AllInOne(t *testing.T) {
 			}
 			s := newService(t, env)
 			l := newLedger(pick(20, 200))
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				l.write(ctx, t, s.url, pick(4, 16))
-			}()
+			stop := l.run(t, s.url, pick(4, 16), "", 0, nil)
 			kills := pick(2, 5)
 			phases(t, kills, pick(1500*time.Millisecond, 12*time.Second), func(int) {
 				s.proc.kill9()
 				s.start()
 			})
-			cancel()
-			<-done
+			stop()
 			if t.Failed() {
 				return
 			}

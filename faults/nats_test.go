@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -68,10 +67,7 @@ func TestNATSKilledAndStalledSplitRoles(t *testing.T) {
 
 	l := newLedger(pick(20, 200))
 	var reads readStats
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { l.write(ctx, t, writer.url, pick(3, 12)); done <- struct{}{} }()
-	go func() { l.read(ctx, t, reader.url, pick(2, 6), &reads); done <- struct{}{} }()
+	stop := l.run(t, writer.url, pick(3, 12), reader.url, pick(2, 6), &reads)
 	faults := pick(1, 3)
 	away := pick(2*time.Second, 4*time.Second)
 	load := pick(1500*time.Millisecond, 10*time.Second)
@@ -84,9 +80,7 @@ func TestNATSKilledAndStalledSplitRoles(t *testing.T) {
 		time.Sleep(away)
 		ns.proc.signal(syscall.SIGCONT)
 	})
-	cancel()
-	<-done
-	<-done
+	stop()
 	if t.Failed() {
 		return
 	}

@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -22,10 +21,7 @@ func TestRedisStalledAndRestarted(t *testing.T) {
 	s := newService(t, env)
 	l := newLedger(pick(20, 200))
 	var reads readStats
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { l.write(ctx, t, s.url, pick(3, 12)); done <- struct{}{} }()
-	go func() { l.read(ctx, t, s.url, pick(3, 8), &reads); done <- struct{}{} }()
+	stop := l.run(t, s.url, pick(3, 12), s.url, pick(3, 8), &reads)
 	faults := pick(1, 3)
 	away := pick(2*time.Second, 5*time.Second)
 	phases(t, faults, pick(1500*time.Millisecond, 10*time.Second), func(int) {
@@ -37,9 +33,7 @@ func TestRedisStalledAndRestarted(t *testing.T) {
 		time.Sleep(away)
 		rs.Start()
 	})
-	cancel()
-	<-done
-	<-done
+	stop()
 	if t.Failed() {
 		return
 	}

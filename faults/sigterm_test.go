@@ -2,7 +2,6 @@ package faults
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -23,12 +22,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	at := storeAt{dataDir: t.TempDir()}
 	s := newService(t, at.env())
 	l := newLedger(pick(20, 200))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		l.write(ctx, t, s.url, pick(4, 16))
-	}()
+	stop := l.run(t, s.url, pick(4, 16), "", 0, nil)
 	terms := pick(1, 3)
 	phases(t, terms, pick(1500*time.Millisecond, 12*time.Second), func(int) {
 		target := l.targets[0]
@@ -69,8 +63,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		}
 		s.start()
 	})
-	cancel()
-	<-done
+	stop()
 	if t.Failed() {
 		return
 	}

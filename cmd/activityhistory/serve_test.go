@@ -465,6 +465,8 @@ func TestConfigErrors(t *testing.T) {
 		{"memory model split", map[string]string{"DATA_DIR": dir, "AUTH_DISABLED": "true"}, []string{"--roles", "query"}, "REDIS_URL"},
 		{"bad sync", map[string]string{"DATA_DIR": dir, "AUTH_DISABLED": "true", "EVENTSTORE_SYNC": "sometimes"}, nil, "EVENTSTORE_SYNC"},
 		{"bad url", map[string]string{"DATA_DIR": dir, "AUTH_DISABLED": "true", "EVENTSTORE_URL": "http://x"}, nil, "EVENTSTORE_URL"},
+		{"dependency timeout past the write timeout", map[string]string{"DATA_DIR": dir, "AUTH_DISABLED": "true", "DEPENDENCY_TIMEOUT": "45s"}, nil, "DEPENDENCY_TIMEOUT"},
+		{"zero dependency timeout", map[string]string{"DATA_DIR": dir, "AUTH_DISABLED": "true"}, []string{"--dependency-timeout", "0s"}, "DEPENDENCY_TIMEOUT"},
 		{"bad target id format", map[string]string{"DATA_DIR": dir, "AUTH_DISABLED": "true", "TARGET_ID_FORMAT": "guid"}, nil, "TARGET_ID_FORMAT"},
 	}
 	for _, c := range cases {
