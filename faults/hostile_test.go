@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,13 +18,17 @@ import (
 	"github.com/google/uuid"
 )
 
-// latencyBound is what a normal client may wait for an answer while the
-// service is under hostile HTTP.
-const latencyBound = 2 * time.Second
+// The latency bound of a normal client's POST + GET while the service is
+// under hostile HTTP: 99 in 100 within p99Bound, none past maxBound (the
+// cores are shared, so one slow request in a run says little).
+const (
+	p99Bound = time.Second
+	maxBound = 5 * time.Second
+)
 
 // Hostile HTTP — slowloris, oversized headers, a flood of idle
 // connections, never-ending bodies — while a normal client writes and
-// reads: it is served within latencyBound every time, the attackers get
+// reads: it is served within its latency bound, the attackers get
 // 431 / 413 or are disconnected, and nothing it was told is lost.
 //
 // It runs before the parallel tests of the package, not among them: its
@@ -118,7 +123,7 @@ func TestHostileHTTP(t *testing.T) {
 				_, err = io.WriteString(conn, "POST /api/v1/activityHistory HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n{\"a\":\"\r\n")
 				for err == nil && ctx.Err() == nil {
 					_, err = io.WriteString(conn, chunk)
-					time.Sleep(10 * time.Millisecond)
+					time.Sleep(pick(10*time.Millisecond, 50*time.Millisecond))
 				}
 				conn.Close()
 			}
@@ -128,10 +133,9 @@ func TestHostileHTTP(t *testing.T) {
 	// The normal client.
 	l := newLedger(5)
 	client := &http.Client{Timeout: 10 * time.Second}
-	var served int
-	var worst time.Duration
+	var took []time.Duration
 	for ctx.Err() == nil {
-		target := l.targets[served%len(l.targets)]
+		target := l.targets[len(took)%len(l.targets)]
 		id := uuid.NewString()
 		body, _ := json.Marshal(map[string]any{"id": id, "targetId": target, "type": "create", "targetType": "person",
 			"createdAt": time.Now().UTC().Format(time.RFC3339Nano)})
@@ -150,12 +154,7 @@ func TestHostileHTTP(t *testing.T) {
 		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotFound {
 			t.Fatalf("normal GET under attack: %d", resp.StatusCode)
 		}
-		took := time.Since(start)
-		worst = max(worst, took)
-		if took > latencyBound {
-			t.Errorf("a normal POST and GET took %v under attack, bound %v", took, latencyBound)
-		}
-		served++
+		took = append(took, time.Since(start))
 		time.Sleep(50 * time.Millisecond)
 	}
 	cancel()
@@ -166,8 +165,13 @@ func TestHostileHTTP(t *testing.T) {
 	if l.unknown.Load() > 0 {
 		t.Errorf("the normal client saw %d failed attempts", l.unknown.Load())
 	}
-	t.Logf("normal client: %d POST+GET, slowest %v; attackers: %d slowloris, %d idle, %d oversized-header, %d never-ending-body connections",
-		served, worst, slow.Load(), idle.Load(), bigHeader.Load(), endless.Load())
+	slices.Sort(took)
+	p99, worst := took[len(took)*99/100], took[len(took)-1]
+	if p99 > p99Bound || worst > maxBound {
+		t.Errorf("normal client under attack: p99 %v (bound %v), slowest %v (bound %v)", p99, p99Bound, worst, maxBound)
+	}
+	t.Logf("normal client: %d POST+GET, p99 %v, slowest %v; attackers: %d slowloris, %d idle, %d oversized-header, %d never-ending-body connections",
+		len(took), p99, worst, slow.Load(), idle.Load(), bigHeader.Load(), endless.Load())
 	l.finish(t, s.url, at, func() { s.proc.term(30 * time.Second) })
 	logFigure(t, "hostile HTTP (slowloris, oversized headers, idle flood, endless bodies)", 4, l)
 }
