@@ -170,7 +170,8 @@ func claimOf(field string) string {
 	return "name"
 }
 
-// fail answers a validation error with 400, anything else with 500.
+// fail answers a validation error with 400, anything else through
+// httpapi.Internal (503 for a dependency down, else 500).
 func (h *recordHandler) fail(c *gin.Context, err error) {
 	var ve *activity.ValidationError
 	if errors.As(err, &ve) {
