@@ -44,41 +44,19 @@ func TestHostileHTTP(t *testing.T) {
 	var wg sync.WaitGroup
 	var slow, idle, bigHeader, endless atomic.Int64
 	// Slowloris: headers a byte at a time, never finished.
-	for range pick(100, 300) {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				conn, err := net.Dial("tcp", addr)
-				if err != nil {
-					time.Sleep(100 * time.Millisecond)
-					continue
-				}
-				slow.Add(1)
-				_, err = io.WriteString(conn, "GET /api/v1/activityHistory HTTP/1.1\r\nHost: x\r\n")
-				for err == nil && ctx.Err() == nil {
-					time.Sleep(500 * time.Millisecond)
-					_, err = io.WriteString(conn, "X")
-				}
-				conn.Close()
-			}
-		})
-	}
+	attack(ctx, &wg, addr, pick(100, 300), &slow, func(conn net.Conn) {
+		_, err := io.WriteString(conn, "GET /api/v1/activityHistory HTTP/1.1\r\nHost: x\r\n")
+		for err == nil && ctx.Err() == nil {
+			time.Sleep(500 * time.Millisecond)
+			_, err = io.WriteString(conn, "X")
+		}
+	})
 	// Idle connections: opened, never written to.
-	for range pick(500, 2000) {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				conn, err := net.Dial("tcp", addr)
-				if err != nil {
-					time.Sleep(100 * time.Millisecond)
-					continue
-				}
-				idle.Add(1)
-				go func() { <-ctx.Done(); conn.Close() }()
-				// Returns when the server hangs up.
-				_, _ = io.Copy(io.Discard, conn)
-				conn.Close()
-			}
-		})
-	}
+	attack(ctx, &wg, addr, pick(500, 2000), &idle, func(conn net.Conn) {
+		go func() { <-ctx.Done(); conn.Close() }()
+		// Returns when the server hangs up.
+		_, _ = io.Copy(io.Discard, conn)
+	})
 	// Oversized headers.
 	wg.Go(func() {
 		client := &http.Client{Timeout: 5 * time.Second}
@@ -99,36 +77,25 @@ func TestHostileHTTP(t *testing.T) {
 		}
 	})
 	// Never-ending bodies: chunked, forever.
-	for range pick(10, 30) {
-		wg.Go(func() {
-			chunk := fmt.Sprintf("%x\r\n%s\r\n", 32<<10, strings.Repeat(" ", 32<<10))
-			for ctx.Err() == nil {
-				conn, err := net.Dial("tcp", addr)
-				if err != nil {
-					time.Sleep(100 * time.Millisecond)
-					continue
+	chunk := fmt.Sprintf("%x\r\n%s\r\n", 32<<10, strings.Repeat(" ", 32<<10))
+	attack(ctx, &wg, addr, pick(10, 30), &endless, func(conn net.Conn) {
+		go func() {
+			// The answer ends the body: 413 once past 1 MiB.
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusRequestEntityTooLarge {
+					t.Errorf("never-ending body: %d, want 413", resp.StatusCode)
 				}
-				endless.Add(1)
-				go func() {
-					// The answer ends the body: 413 once past 1 MiB.
-					resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-					if err == nil {
-						resp.Body.Close()
-						if resp.StatusCode != http.StatusRequestEntityTooLarge {
-							t.Errorf("never-ending body: %d, want 413", resp.StatusCode)
-						}
-					}
-					conn.Close()
-				}()
-				_, err = io.WriteString(conn, "POST /api/v1/activityHistory HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n{\"a\":\"\r\n")
-				for err == nil && ctx.Err() == nil {
-					_, err = io.WriteString(conn, chunk)
-					time.Sleep(pick(10*time.Millisecond, 50*time.Millisecond))
-				}
-				conn.Close()
 			}
-		})
-	}
+			conn.Close()
+		}()
+		_, err := io.WriteString(conn, "POST /api/v1/activityHistory HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n{\"a\":\"\r\n")
+		for err == nil && ctx.Err() == nil {
+			_, err = io.WriteString(conn, chunk)
+			time.Sleep(pick(10*time.Millisecond, 50*time.Millisecond))
+		}
+	})
 
 	// The normal client.
 	l := newLedger(5)
@@ -174,4 +141,23 @@ func TestHostileHTTP(t *testing.T) {
 		len(took), p99, worst, slow.Load(), idle.Load(), bigHeader.Load(), endless.Load())
 	l.finish(t, s.url, at, func() { s.proc.term(30 * time.Second) })
 	logFigure(t, "hostile HTTP (slowloris, oversized headers, idle flood, endless bodies)", 4, l)
+}
+
+// attack runs n attackers until ctx ends; each dials addr, counts the
+// connection, runs fn on it and dials again once fn returns.
+func attack(ctx context.Context, wg *sync.WaitGroup, addr string, n int, count *atomic.Int64, fn func(net.Conn)) {
+	for range n {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				conn, err := net.Dial("tcp", addr)
+				if err != nil {
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				count.Add(1)
+				fn(conn)
+				conn.Close()
+			}
+		})
+	}
 }
