@@ -59,6 +59,10 @@ func baseEnv(dataDir string) map[string]string {
 		"AUTH_WRITE_GROUPS": "writers",
 		"AUTH_AUDIT_GROUPS": "auditors",
 		"LOG_LEVEL":         "debug",
+		// These tests are about behaviour, not latency: a loaded machine
+		// running them under -race must not turn a slow append into a 503.
+		// The deadline's own tests set a short one.
+		"DEPENDENCY_TIMEOUT": "10s",
 	}
 }
 
