@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/council/activityhistory/guard"
 )
 
 // config is everything serve needs, from flags or the environment.
@@ -30,6 +32,7 @@ type config struct {
 	ShutdownTimeout  time.Duration
 	PprofAddr        string
 	PageCacheMB      int
+	DepTimeout       time.Duration
 
 	AuthDisabled      bool
 	AuthDev           bool
@@ -150,6 +153,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.duration(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 15*time.Second, "how long to drain requests on SIGTERM")
 	e.integer(&c.PageCacheMB, "page-cache-mb", "PAGE_CACHE_MB", 64, "MB of first pages kept in process when the query and projector roles share it (the projector then invalidates them exactly); 0 = off")
 	e.str(&c.PprofAddr, "pprof-addr", "PPROF_ADDR", "", "serve Go's profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; empty = off")
+	e.duration(&c.DepTimeout, "dependency-timeout", "DEPENDENCY_TIMEOUT", guard.DefaultTimeout, "deadline of each event store and read model call of a request; past it the request answers 503 with Retry-After")
 	e.boolean(&c.AuthDisabled, "auth-disabled", "AUTH_DISABLED", false, "turn authentication off (logs a warning at every start)")
 	e.boolean(&c.AuthDev, "dev-auth", "AUTH_DEV", false, "development auth when none is configured: generate a secret under the data dir and print a token")
 	e.str(&c.AuthJWTSecret, "auth-jwt-secret", "AUTH_JWT_SECRET", "", "HS256 shared secret of user tokens (32+ bytes)")
@@ -193,6 +197,9 @@ func (c *config) check() error {
 	}
 	if c.PageCacheMB < 0 {
 		errs = append(errs, fmt.Errorf("PAGE_CACHE_MB=%d: want 0 (off) or more", c.PageCacheMB))
+	}
+	if c.DepTimeout <= 0 || c.DepTimeout >= httpWriteTimeout {
+		errs = append(errs, fmt.Errorf("DEPENDENCY_TIMEOUT=%s: want more than 0 and less than the HTTP write timeout (%s)", c.DepTimeout, httpWriteTimeout))
 	}
 	if c.CursorSecret != "" && len(c.CursorSecret) < 32 {
 		errs = append(errs, errors.New("CURSOR_SECRET: must be at least 32 bytes"))
