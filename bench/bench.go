@@ -39,6 +39,9 @@ type Config struct {
 	LagRate int
 	// Postgres runs the peer when psql and a server are there.
 	Postgres bool
+	// DependencyTimeout is the service's DEPENDENCY_TIMEOUT; empty keeps
+	// its default.
+	DependencyTimeout string
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -51,8 +54,10 @@ func Full() Config {
 
 // Quick is a tiny run that exercises every step; make test runs it.
 func Quick() Config {
+	// A race-built binary on a busy machine may take seconds for an
+	// array of 500: the check is that every step works, not how fast.
 	return Config{Activities: 2000, Batch: 500, Duration: time.Second,
-		Clients: 8, Targets: 20, LagRate: 100, Postgres: true}
+		Clients: 8, Targets: 20, LagRate: 100, Postgres: true, DependencyTimeout: "20s"}
 }
 
 // Run measures and writes the table to out.

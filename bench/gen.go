@@ -143,7 +143,7 @@ func preload(ctx context.Context, c *client, base, target string, n, batch int) 
 					}
 					acts = append(acts, a)
 				}
-				status, out, err := c.do(ctx, http.MethodPost, base+apiPath, body(acts))
+				status, out, err := c.postRetrying(ctx, base+apiPath, body(acts))
 				var got []json.RawMessage
 				// 200: the service found the array already recorded (its
 				// own retry of an append that had succeeded).
@@ -171,4 +171,21 @@ func preload(ctx context.Context, c *client, base, target string, n, batch int) 
 		return 0, "", 0, first
 	}
 	return size.Load(), deepKey, float64(n) / time.Since(start).Seconds(), nil
+}
+
+// postRetrying posts b, and again after a 503 (the service's answer when
+// its store was slower than its deadline), as a client of it would: the
+// same ids make the retry safe.
+func (c *client) postRetrying(ctx context.Context, u string, b []byte) (int, []byte, error) {
+	for try := 1; ; try++ {
+		status, out, err := c.do(ctx, http.MethodPost, u, b)
+		if err != nil || status != http.StatusServiceUnavailable || try == 20 {
+			return status, out, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }

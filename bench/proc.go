@@ -143,6 +143,9 @@ func (r *run) startService(ctx context.Context, o serviceOpts) (*service, error)
 		"EVENTSTORE_SYNC=" + or(o.sync, "default"),
 		"ROLES=" + or(o.roles, "command,query,projector"),
 	}
+	if r.cfg.DependencyTimeout != "" {
+		env = append(env, "DEPENDENCY_TIMEOUT="+r.cfg.DependencyTimeout)
+	}
 	if o.redis {
 		env = append(env, "REDIS_URL="+r.redis.url(), "REDIS_PREFIX="+o.prefix)
 	}

@@ -148,6 +148,7 @@ func rawPublish(ctx context.Context, dir string, syncAlways bool, publishers, wi
 				} else {
 					futs := make([]jetstream.PubAckFuture, window)
 					for k := range futs {
+						var err error
 						if futs[k], err = j.js.PublishAsync(subj, payload, jetstream.WithMsgID(uuid.NewString())); err != nil {
 							errs <- err
 							return
