@@ -46,9 +46,9 @@ func BenchmarkPage(b *testing.B) {
 					b.Run(fmt.Sprintf("%s/%d", at.name, size), func(b *testing.B) {
 						b.ReportAllocs()
 						for b.Loop() {
-							docs, found, err := m.Page(ctx, target, at.before, size)
-							if err != nil || !found || len(docs) != size {
-								b.Fatalf("%d docs, found=%v, err=%v", len(docs), found, err)
+							p, err := m.Page(ctx, target, activity.PageQuery{Before: at.before, Limit: size})
+							if err != nil || !p.Found || len(p.Entries) != size {
+								b.Fatalf("%d entries, found=%v, err=%v", len(p.Entries), p.Found, err)
 							}
 						}
 					})
