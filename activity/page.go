@@ -33,6 +33,8 @@ type Page struct {
 	// full: every entry from Before down to and including this key was
 	// examined, so the history continues strictly below it.
 	ScannedTo string
-	// Scanned counts the entries examined, for the query log.
+	// Scanned counts the entries examined, and Index names the target's
+	// index in the read model (a Redis key): both for the query log.
 	Scanned int
+	Index   string
 }

@@ -83,7 +83,7 @@ func (m *Memory) Checkpoint(context.Context) (uint64, error) {
 func (m *Memory) Page(_ context.Context, targetID string, q activity.PageQuery) (activity.Page, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	var p activity.Page
+	p := activity.Page{Index: "memory"}
 	t := m.targets[targetID]
 	if t == nil {
 		return p, nil

@@ -215,7 +215,7 @@ func (r *Redis) Page(ctx context.Context, targetID string, q activity.PageQuery)
 	if len(res) != 4 {
 		return activity.Page{}, fmt.Errorf("page %s: unexpected reply of %d items", targetID, len(res))
 	}
-	var p activity.Page
+	p := activity.Page{Index: tag + ":idx"}
 	if found, _ := res[0].(int64); found != 1 {
 		return p, nil
 	}

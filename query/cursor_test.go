@@ -78,7 +78,7 @@ func TestCursorRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	notAKey := tokenEncoding.EncodeToString(append(append([]byte{tokenVersion}, "not a sort key"...), cs.mac(targetA, "not a sort key")...))
+	notAKey := tokenEncoding.EncodeToString(append(append([]byte{tokenVersion}, "not a sort key"...), cs.mac(kindHistory, []string{targetA}, "not a sort key")...))
 
 	cases := []struct {
 		name, target, token string
