@@ -23,6 +23,7 @@ import (
 
 	"github.com/council/activityhistory/activity"
 	"github.com/council/activityhistory/apidocs"
+	"github.com/council/activityhistory/audit"
 	"github.com/council/activityhistory/auth"
 	"github.com/council/activityhistory/command"
 	"github.com/council/activityhistory/eventstore"
@@ -113,6 +114,13 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		if m, ok := a.store.(interface{ RegisterMetrics(prometheus.Registerer) }); ok {
 			m.RegisterMetrics(reg)
 		}
+	} else if cfg.EventStoreURL != "" {
+		// Only for the audit routes: history never waits for the store,
+		// so it is no readiness check of this process.
+		if a.store, err = openStore(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, a.store.Close)
 	}
 
 	needModel := cfg.has("query") || cfg.has("projector")
@@ -156,7 +164,8 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		if err != nil {
 			return nil, err
 		}
-		svc, err := query.New(a.model, query.Options{Validator: validator, CursorSecret: secret})
+		svc, err := query.New(a.model, query.Options{Validator: validator, CursorSecret: secret,
+			SlowQuery: time.Duration(cfg.SlowQueryMS) * time.Millisecond})
 		if err != nil {
 			return nil, err
 		}
@@ -165,6 +174,9 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 			Metrics:    metrics,
 			Middleware: []gin.HandlerFunc{authn.Require(auth.Read)},
 		})
+		if err := mountAudit(e, a, validator, secret, authn, reg); err != nil {
+			return nil, err
+		}
 		o.mount(e)
 		apidocs.Mount(e)
 		queryEngine = e
@@ -179,6 +191,37 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	}
 	a.handler = httpapi.CORS(cfg.CORSAllowedOrigin, splitByMethod(queryEngine, cmdEngine))
 	return a, nil
+}
+
+// mountAudit adds replay, verify and export to the query engine when the
+// process holds the event store, with what the store can do beyond
+// eventstore.Store decided here, once.
+func mountAudit(e *query.Engine, a *app, v *activity.Validator, secret []byte, authn *auth.Authenticator, reg prometheus.Registerer) error {
+	if a.store == nil {
+		a.log.Warn("audit and export routes are off: this query process has no event store (set EVENTSTORE_URL)")
+		return nil
+	}
+	cursors, err := query.NewCursors(secret)
+	if err != nil {
+		return err
+	}
+	st := audit.Store{Streams: a.store}
+	if h, ok := a.store.(audit.Heads); ok {
+		st.Heads = h
+	}
+	if l, ok := a.store.(audit.Log); ok {
+		st.Log = l
+	}
+	svc, err := audit.New(st, audit.Options{Cursors: cursors, Validator: v})
+	if err != nil {
+		return err
+	}
+	audit.Mount(e, svc, audit.Routes{
+		Audit:      []gin.HandlerFunc{authn.Require(auth.Audit)},
+		Export:     []gin.HandlerFunc{authn.Require(auth.Export)},
+		Registerer: reg,
+	})
+	return nil
 }
 
 // splitByMethod serves the all-in-one mode from one address: reads go to
