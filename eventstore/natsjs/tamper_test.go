@@ -134,14 +134,7 @@ func TestTamperForgedRecord(t *testing.T) {
 
 	// Made-up headers that look right: the next revision, linked to the
 	// real head, with a hash the forger could not compute for this data.
-	forged := nats.NewMsg(r.s.EventSubject("target"))
-	forged.Header.Set(jetstream.MsgIDHeader, "forged-1")
-	forged.Header.Set("Ah-Revision", "3")
-	forged.Header.Set("Ah-Type", "TestEvent")
-	forged.Header.Set("Ah-Prev-Hash", last.Hash)
-	forged.Header.Set("Ah-Hash", hashOf("forged"))
-	forged.Data = []byte(`{"forged":true}`)
-	r.publish(t, forged)
+	r.publish(t, natsjstest.Forged(r.s.EventSubject("target"), 3, last.Hash))
 	r.wantBroken(t, "target", 3)
 	if _, err := eventstore.Verify(ctxFor(t), r.s, "target", nil); !errors.Is(err, eventstore.ErrChainBroken) {
 		t.Fatalf("chain alone: %v, want a broken chain", err)

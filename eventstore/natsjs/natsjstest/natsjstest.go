@@ -5,6 +5,10 @@ package natsjstest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,5 +102,20 @@ func (x *Tamperer) Message(t testing.TB, seq uint64) *jetstream.RawStreamMsg {
 			m.Header.Del(h)
 		}
 	}
+	return m
+}
+
+// Forged is a made-up record that looks right: the next revision of a
+// stream (on subject), linked to the real head prevHash, with a hash the
+// forger could not compute for its data.
+func Forged(subject string, revision uint64, prevHash string) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("forged-%d", revision))
+	m.Header.Set("Ah-Revision", strconv.FormatUint(revision, 10))
+	m.Header.Set("Ah-Type", "TestEvent")
+	m.Header.Set("Ah-Prev-Hash", prevHash)
+	sum := sha256.Sum256([]byte("forged"))
+	m.Header.Set("Ah-Hash", hex.EncodeToString(sum[:]))
+	m.Data = []byte(`{"forged":true}`)
 	return m
 }
