@@ -85,7 +85,7 @@ func (h handlers) done(c *gin.Context, endpoint string, start time.Time, records
 	if group == "" {
 		group = "none"
 	}
-	out := outcome(err)
+	out := query.Outcome(err)
 	h.calls.WithLabelValues(endpoint, group, out).Inc()
 	h.records.WithLabelValues(endpoint, group).Add(float64(records))
 	attrs = append(attrs,
@@ -108,20 +108,6 @@ func (h handlers) done(c *gin.Context, endpoint string, start time.Time, records
 		return false
 	}
 	return true
-}
-
-func outcome(err error) string {
-	var bad *activity.ValidationError
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.As(err, &bad):
-		return "invalid"
-	case errors.Is(err, query.ErrNotFound):
-		return "notFound"
-	default:
-		return "error"
-	}
 }
 
 // params reads the single-valued parameters of a request, refusing any

@@ -11,30 +11,6 @@ import (
 	"github.com/council/activityhistory/apitest"
 )
 
-// walkFiltered follows nextToken under the filter params to the end and
-// returns every result and the size of each page.
-func walkFiltered(t *testing.T, f *fixture, target, pageSize string, filter ...string) ([]string, []int) {
-	t.Helper()
-	var all []string
-	var sizes []int
-	token := ""
-	for range 2000 {
-		params := append([]string{"targetId", target, "pageSize", pageSize}, filter...)
-		if token != "" {
-			params = append(params, "paginationToken", token)
-		}
-		p := decodePage(t, f.get(t, historyURL(f.url, params...)))
-		all = append(all, ids(p.results)...)
-		sizes = append(sizes, len(p.results))
-		if p.next == nil {
-			return all, sizes
-		}
-		token = *p.next
-	}
-	t.Fatal("paging did not end")
-	return nil, nil
-}
-
 // filterActs are 400 activities of targetA, one a minute, with types and
 // source domains cycling; "end" from "rare" only four times, far apart.
 func filterActs() []activity.Activity {
@@ -87,7 +63,7 @@ func TestHistoryFilters(t *testing.T) {
 				}
 			}
 			for _, size := range []string{"1", "7", "1000"} {
-				got, sizes := walkFiltered(t, f, targetA, size, c.params...)
+				got, sizes := walk(t, f, targetA, size, c.params...)
 				if !slices.Equal(got, newestFirst(sel)) {
 					t.Errorf("%s/%s pages of %s: %d results, want %d", m.name, c.name, size, len(got), len(sel))
 				}

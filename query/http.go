@@ -140,7 +140,7 @@ func (h handlers) logQuery(c *gin.Context, start time.Time, attrs []slog.Attr, e
 	attrs = append(attrs,
 		slog.String("caller", httpapi.CallerOf(c).Email),
 		slog.Float64("durationMs", float64(took.Microseconds())/1000),
-		slog.String("outcome", outcome(err)))
+		slog.String("outcome", Outcome(err)))
 	if err != nil {
 		attrs = append(attrs, slog.String("err", err.Error()))
 	}
@@ -189,7 +189,9 @@ func (h handlers) fail(c *gin.Context, err error) {
 	}
 }
 
-func outcome(err error) string {
+// Outcome names how a read ended, for logs and metrics: ok, invalid,
+// notFound or error.
+func Outcome(err error) string {
 	var bad *activity.ValidationError
 	switch {
 	case err == nil:
