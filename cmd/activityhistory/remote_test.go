@@ -15,6 +15,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/council/activityhistory/apitest"
+	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
+	"github.com/council/activityhistory/projection/redistest"
 )
 
 // remoteRun runs a sub-command with args and returns its error, stdout and
@@ -162,5 +164,32 @@ func TestVerifyAndReplayOverHTTP(t *testing.T) {
 	err, out, _ = remoteRun(t, "replay", "--url", s.url, "--token", auditor, "--target", target)
 	if err != nil || strings.Count(out, "\n") != 31 || !strings.HasPrefix(out, "REVISION") {
 		t.Fatalf("replay table: %v\n%s", err, out)
+	}
+}
+
+// A query-only process opens the event store for the audit routes only
+// when an auditor first asks, and serves them from it.
+func TestQueryOnlyServesAuditFromExternalStore(t *testing.T) {
+	t.Parallel()
+	chk := apitest.New(t)
+	ns := natsjstest.StartServer(t)
+	_, prefix := redistest.Client(t)
+	writerEnv := baseEnv(t.TempDir())
+	writerEnv["ROLES"], writerEnv["EVENTSTORE_URL"] = "command", ns.ClientURL()
+	writer := start(t, writerEnv)
+	target := uuid.NewString()
+	postAll(t, chk, writer.url, mint(t, "writers"), target, 12)
+
+	queryEnv := baseEnv(t.TempDir())
+	queryEnv["ROLES"], queryEnv["EVENTSTORE_URL"] = "query", ns.ClientURL()
+	queryEnv["REDIS_URL"], queryEnv["REDIS_PREFIX"] = redisURL(), prefix
+	q := start(t, queryEnv)
+	resp, body := chk.Do(t, nil, request(t, http.MethodGet, q.url+"/api/v1/activityHistory/streams/"+target+"/verify", mint(t, "auditors"), nil))
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"verified":true,"records":12`)) {
+		t.Fatalf("verify through a query-only process: %d %s", resp.StatusCode, body)
+	}
+	resp, body = chk.Do(t, nil, request(t, http.MethodGet, q.url+"/api/v1/activityHistory/export?pageSize=5", mint(t, "auditors"), nil))
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Next-Token") == "" || bytes.Count(body, []byte(`"id":`)) != 5 {
+		t.Fatalf("export through a query-only process: %d %s", resp.StatusCode, body)
 	}
 }

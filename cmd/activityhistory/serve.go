@@ -114,13 +114,6 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		if m, ok := a.store.(interface{ RegisterMetrics(prometheus.Registerer) }); ok {
 			m.RegisterMetrics(reg)
 		}
-	} else if cfg.EventStoreURL != "" {
-		// Only for the audit routes: history never waits for the store,
-		// so it is no readiness check of this process.
-		if a.store, err = openStore(ctx, cfg, log); err != nil {
-			return nil, err
-		}
-		a.closers = append(a.closers, a.store.Close)
 	}
 
 	needModel := cfg.has("query") || cfg.has("projector")
@@ -174,7 +167,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 			Metrics:    metrics,
 			Middleware: []gin.HandlerFunc{authn.Require(auth.Read)},
 		})
-		if err := mountAudit(e, a, validator, secret, authn, reg); err != nil {
+		if err := mountAudit(e, a, cfg, validator, secret, authn, reg); err != nil {
 			return nil, err
 		}
 		o.mount(e)
@@ -196,21 +189,34 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 // mountAudit adds replay, verify and export to the query engine when the
 // process holds the event store, with what the store can do beyond
 // eventstore.Store decided here, once.
-func mountAudit(e *query.Engine, a *app, v *activity.Validator, secret []byte, authn *auth.Authenticator, reg prometheus.Registerer) error {
-	if a.store == nil {
+func mountAudit(e *query.Engine, a *app, cfg config, v *activity.Validator, secret []byte, authn *auth.Authenticator, reg prometheus.Registerer) error {
+	var st audit.Store
+	switch {
+	case a.store != nil:
+		st.Streams = a.store
+		if h, ok := a.store.(audit.Heads); ok {
+			st.Heads = h
+		}
+		if l, ok := a.store.(audit.Log); ok {
+			st.Log = l
+		}
+	case cfg.EventStoreURL != "":
+		// A query-only process: the store is opened when an auditor first
+		// needs it, so history never waits for it. JetStream keeps heads
+		// and knows its last position; EventStoreDB does neither.
+		l := &lazyStore{open: func(ctx context.Context) (store, error) { return openStore(ctx, cfg, a.log) }}
+		a.closers = append(a.closers, l.Close)
+		st.Streams = l
+		if isJetStreamURL(cfg.EventStoreURL) {
+			st.Heads, st.Log = l, l
+		}
+	default:
 		a.log.Warn("audit and export routes are off: this query process has no event store (set EVENTSTORE_URL)")
 		return nil
 	}
 	cursors, err := query.NewCursors(secret)
 	if err != nil {
 		return err
-	}
-	st := audit.Store{Streams: a.store}
-	if h, ok := a.store.(audit.Heads); ok {
-		st.Heads = h
-	}
-	if l, ok := a.store.(audit.Log); ok {
-		st.Log = l
 	}
 	svc, err := audit.New(st, audit.Options{Cursors: cursors, Validator: v})
 	if err != nil {
@@ -266,7 +272,7 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (store, error)
 		}
 		log.Info("event store: embedded JetStream", "dir", filepath.Join(cfg.DataDir, "eventstore"), "sync", cfg.EventStoreSync)
 		return s, nil
-	case strings.HasPrefix(u, "nats://") || strings.HasPrefix(u, "tls://"):
+	case isJetStreamURL(u):
 		s, err := natsjs.Open(ctx, natsjs.Config{URLs: splitList(u), Replicas: cfg.EventStoreRepl, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("JetStream at %s: %w", redactURL(u), err)
@@ -284,6 +290,10 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (store, error)
 	default:
 		return nil, fmt.Errorf("EVENTSTORE_URL=%q: want nats://, esdb:// or kurrentdb://", redactURL(u))
 	}
+}
+
+func isJetStreamURL(u string) bool {
+	return strings.HasPrefix(u, "nats://") || strings.HasPrefix(u, "tls://")
 }
 
 func openReadModel(ctx context.Context, cfg config, a *app) (readModel, error) {
