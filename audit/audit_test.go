@@ -61,16 +61,17 @@ func (l *lockedBuffer) String() string {
 // JetStream store, with real JWT auth; every exchange is checked against
 // the OpenAPI document.
 type fixture struct {
-	url   string
-	store *natsjs.Store
-	chk   *apitest.Checker
-	logs  *lockedBuffer
-	reg   *prometheus.Registry
+	url     string
+	handler http.Handler
+	store   *natsjs.Store
+	chk     *apitest.Checker
+	logs    *lockedBuffer
+	reg     *prometheus.Registry
 	// tokens by role: reader, auditor, analyst
 	tokens map[string]string
 }
 
-func openStore(t *testing.T, cfg natsjs.Config) *natsjs.Store {
+func openStore(t testing.TB, cfg natsjs.Config) *natsjs.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -82,7 +83,7 @@ func openStore(t *testing.T, cfg natsjs.Config) *natsjs.Store {
 	return s
 }
 
-func newFixture(t *testing.T, chk *apitest.Checker, s *natsjs.Store) *fixture {
+func newFixture(t testing.TB, chk *apitest.Checker, s *natsjs.Store) *fixture {
 	t.Helper()
 	if s == nil {
 		s = openStore(t, natsjs.Config{DataDir: t.TempDir()})
@@ -124,6 +125,7 @@ func newFixture(t *testing.T, chk *apitest.Checker, s *natsjs.Store) *fixture {
 		Export:     []gin.HandlerFunc{authn.Require(auth.Export)},
 		Registerer: f.reg,
 	})
+	f.handler = e
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	f.url = srv.URL
@@ -163,7 +165,7 @@ func newActivity(target string, at time.Time) activity.Activity {
 }
 
 // record appends acts to their target's stream as the command side does.
-func record(t *testing.T, s eventstore.Store, acts ...activity.Activity) []eventstore.Record {
+func record(t testing.TB, s eventstore.Store, acts ...activity.Activity) []eventstore.Record {
 	t.Helper()
 	var out []eventstore.Record
 	for len(acts) > 0 {

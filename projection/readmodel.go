@@ -39,7 +39,7 @@ type Reader interface {
 
 // DefaultMaxScan bounds the entries one filtered page call examines when
 // the query gives no bound: it keeps one call's work on the backend short.
-const DefaultMaxScan = 2000
+const DefaultMaxScan = 1000
 
 // scanBudget is how many entries a page call may examine: exactly the
 // limit without per-entry checks, else q.MaxScan (at least the limit).

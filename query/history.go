@@ -12,7 +12,7 @@ import (
 const (
 	// scanPerCall is the most entries one read-model call examines, which
 	// keeps one call short on a shared Redis.
-	scanPerCall = 2000
+	scanPerCall = 1000
 	// scanPerPage is the most entries one request examines. A page that
 	// reaches it comes back short, with a token that continues where the
 	// scan stopped.
