@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/council/activityhistory/activity"
@@ -44,7 +45,8 @@ type ReadStats struct {
 	Filter   string // canonical form, "" for none
 	Index    string // the read model's name of the target's index
 	Before   string // the bound the page was read below, "" for the first
-	Lower    string // the lower sort-key bound of from, "" for none
+	Lower    string // the sort-key bound of from (inclusive), "" for none
+	Upper    string // the sort-key bound of to (exclusive), "" for none
 	Limit    int
 	Calls    int // read-model round trips
 	Scanned  int // entries examined
@@ -75,21 +77,18 @@ func (s *Service) History(ctx context.Context, req HistoryRequest) (HistoryPage,
 		bad.Fields["pageSize"] = []string{s.pageSizeMessage()}
 	}
 	f, err := s.v.Filter(req.Filter)
-	if fe, ok := err.(*activity.ValidationError); ok {
+	var fe *activity.ValidationError
+	if errors.As(err, &fe) {
 		for k, v := range fe.Fields {
 			bad.Fields[k] = v
 		}
-	}
-	if len(f.TargetTypes) > 0 {
-		// A history is one target's; its target type is no filter.
-		bad.Fields["targetType"] = []string{"is not a filter of a history"}
 	}
 	if len(bad.Fields) > 0 {
 		// A token cannot be checked without a valid target id and filter.
 		return p, bad
 	}
 	p.Read = ReadStats{TargetID: tid, Filter: f.String(), Limit: req.PageSize + 1}
-	p.Read.Lower, _ = f.KeyRange()
+	p.Read.Lower, p.Read.Upper = f.KeyRange()
 	if req.Token != "" {
 		if p.Read.Before, err = s.cursors.DecodeIn(tid, p.Read.Filter, req.Token); err != nil {
 			return p, fmt.Errorf("%w: %w", activity.Invalid("paginationToken", tokenMessage), err)

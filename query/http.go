@@ -120,6 +120,7 @@ func (h handlers) history(c *gin.Context) {
 		slog.String("index", r.Index),
 		slog.String("before", r.Before),
 		slog.String("from", r.Lower),
+		slog.String("to", r.Upper),
 		slog.Int("limit", r.Limit),
 		slog.Int("calls", r.Calls),
 		slog.Int("scanned", r.Scanned),
