@@ -383,6 +383,27 @@ func TestVerifyEndpoint(t *testing.T) {
 	if _, err := c.VerifyRemote(t.Context(), tampered, nil); err == nil || !strings.Contains(err.Error(), "revision 3") {
 		t.Fatalf("client verification of the tampered stream: %v", err)
 	}
+	// A record that claims a later revision: the stream cannot be replayed
+	// past the gap. Replay serves what comes before it, then 409.
+	gapped := uuid.NewString()
+	good := record(t, s, series(gapped, 3)...)
+	tam := natsjstest.NewTamperer(t, ns, "ACTIVITY")
+	tam.Publish(t, natsjstest.Forged(tam.Message(t, good[2].Position).Subject, 7, good[2].Hash))
+	p := decode[replayPage](t, f.get(t, "auditor", "/api/v1/activityHistory/streams/"+gapped+"/events"))
+	if len(p.Results) != 3 || p.PaginationDetails.NextToken == nil {
+		t.Fatalf("replay of a gapped stream: %d records, next %v", len(p.Results), p.PaginationDetails.NextToken)
+	}
+	r := f.get(t, "auditor", "/api/v1/activityHistory/streams/"+gapped+"/events?paginationToken="+*p.PaginationDetails.NextToken)
+	if r.status != http.StatusConflict || !bytes.Contains(r.body, []byte("revision 3")) {
+		t.Fatalf("replay past the gap: %d %s", r.status, r.body)
+	}
+	v = decode[verification](t, f.get(t, "auditor", "/api/v1/activityHistory/streams/"+gapped+"/verify"))
+	if v.Verified || v.Failure == nil || v.Failure.Revision != 3 {
+		t.Fatalf("gapped stream: %+v", v)
+	}
+	if _, err := c.VerifyRemote(t.Context(), gapped, nil); err == nil || !strings.Contains(err.Error(), "revision 3") {
+		t.Fatalf("client verification of the gapped stream: %v", err)
+	}
 	// The clean stream is untouched.
 	v = decode[verification](t, f.get(t, "auditor", "/api/v1/activityHistory/streams/"+clean+"/verify"))
 	if !v.Verified {

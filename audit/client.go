@@ -30,6 +30,16 @@ type Client struct {
 	PageSize int
 }
 
+// HTTPError is an answer other than 200 and 404.
+type HTTPError struct {
+	Status  int
+	Message string
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+}
+
 // ErrStreamNotFound: the server has no stream for the target.
 var ErrStreamNotFound = errors.New("no stream for this target")
 
@@ -80,7 +90,13 @@ func (c *Client) Replay(ctx context.Context, target string, from uint64, fn func
 	q := url.Values{"fromRevision": {strconv.FormatUint(from, 10)}, "pageSize": {strconv.Itoa(size)}}
 	for {
 		var body replayBody
-		if err := c.get(ctx, "/api/v1/activityHistory/streams/"+url.PathEscape(target)+"/events?"+q.Encode(), &body); err != nil {
+		err := c.get(ctx, "/api/v1/activityHistory/streams/"+url.PathEscape(target)+"/events?"+q.Encode(), &body)
+		var he *HTTPError
+		if errors.As(err, &he) && he.Status == http.StatusConflict {
+			// The server cannot serve the record that belongs next.
+			return &eventstore.ChainError{Stream: target, Revision: from, Reason: "the server says: " + he.Message}
+		}
+		if err != nil {
 			return err
 		}
 		if !strings.EqualFold(body.TargetID, target) {
@@ -96,6 +112,7 @@ func (c *Client) Replay(ctx context.Context, target string, from uint64, fn func
 		if len(body.Results) == 0 {
 			return errors.New("the server sent an empty page with a next token")
 		}
+		from = body.Results[len(body.Results)-1].Revision + 1
 		q = url.Values{"pageSize": {strconv.Itoa(size)}, "paginationToken": {*next}}
 	}
 }
@@ -193,7 +210,7 @@ func (c *Client) get(ctx context.Context, path string, into any) error {
 	case resp.StatusCode != http.StatusOK:
 		var e struct{ Message string }
 		_ = json.Unmarshal(body, &e)
-		return fmt.Errorf("GET %s: %s: %s", req.URL.Path, resp.Status, e.Message)
+		return fmt.Errorf("GET %s: %w", req.URL.Path, &HTTPError{Status: resp.StatusCode, Message: e.Message})
 	}
 	if err := json.Unmarshal(body, into); err != nil {
 		return fmt.Errorf("GET %s: %w", req.URL.Path, err)

@@ -99,15 +99,20 @@ func (h handlers) done(c *gin.Context, endpoint string, start time.Time, records
 		attrs = append(attrs, slog.String("err", err.Error()))
 	}
 	httpapi.Logger(c).LogAttrs(c.Request.Context(), slog.LevelInfo, "audit", attrs...)
-	if err != nil {
-		if errors.Is(err, ErrNoExport) {
-			httpapi.Error(c, http.StatusNotImplemented, err.Error(), nil)
-			return false
-		}
+	// What only these routes can meet is answered here, the rest as every
+	// query-side route answers it.
+	var broken *BrokenError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &broken):
+		httpapi.Error(c, http.StatusConflict, broken.Error(), nil)
+	case errors.Is(err, ErrNoExport):
+		httpapi.Error(c, http.StatusNotImplemented, err.Error(), nil)
+	default:
 		query.Fail(c, err)
-		return false
 	}
-	return true
+	return false
 }
 
 // params reads the single-valued parameters of a request, refusing any

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/council/activityhistory/activity"
@@ -49,6 +50,21 @@ func (s *Service) Replay(ctx context.Context, req ReplayRequest) (ReplayPage, er
 		}
 	}
 	recs, err := s.st.Streams.Read(ctx, tid, from, req.PageSize+1)
+	var ce *eventstore.ChainError
+	if errors.As(err, &ce) && ce.Revision > from {
+		// Serve the good records before the break; the page that starts
+		// at it is refused.
+		recs, err = s.st.Streams.Read(ctx, tid, from, int(ce.Revision-from))
+		if err == nil {
+			p.Records = recs
+			next := s.cursors.EncodePosition(replayScope(tid), ce.Revision)
+			p.NextToken = &next
+			return p, nil
+		}
+	}
+	if errors.As(err, &ce) {
+		return p, &BrokenError{ce}
+	}
 	if err != nil {
 		return p, storeErr("replay "+tid, err)
 	}
@@ -59,6 +75,16 @@ func (s *Service) Replay(ctx context.Context, req ReplayRequest) (ReplayPage, er
 	}
 	p.Records = recs
 	return p, nil
+}
+
+// BrokenError says that a stream cannot be replayed from a revision: the
+// record there is not the one that belongs (tampered). Verify tells more.
+type BrokenError struct {
+	*eventstore.ChainError
+}
+
+func (e *BrokenError) Error() string {
+	return fmt.Sprintf("the stream cannot be replayed from revision %d: %s", e.Revision, e.Reason)
 }
 
 func replayScope(targetID string) string { return "replay\x00" + targetID }
