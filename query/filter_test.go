@@ -2,13 +2,21 @@ package query_test
 
 import (
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/council/activityhistory/activity"
 	"github.com/council/activityhistory/apitest"
+	"github.com/council/activityhistory/httpapi"
+	"github.com/council/activityhistory/projection"
+	"github.com/council/activityhistory/query"
 )
 
 // filterActs are 400 activities of targetA, one a minute, with types and
@@ -136,4 +144,39 @@ func manyDomains(n int) string {
 		ds = append(ds, fmt.Sprintf("d%d", i))
 	}
 	return strings.Join(ds, ",")
+}
+
+// A read slower than the threshold is logged at warn, with the caller.
+func TestSlowQueryLoggedAtWarn(t *testing.T) {
+	t.Parallel()
+	logs := &lockedBuffer{}
+	m := projection.NewMemory()
+	if err := m.Apply(t.Context(), 1, []activity.Activity{newActivity(targetA, base)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		slow  time.Duration
+		level string
+	}{{time.Nanosecond, "WARN"}, {time.Hour, "INFO"}} {
+		svc, err := query.New(m, query.Options{CursorSecret: []byte(secret), SlowQuery: c.slow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := query.NewEngine(svc, query.EngineDeps{
+			Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+			Middleware: []gin.HandlerFunc{func(c *gin.Context) {
+				httpapi.SetCaller(c, httpapi.Caller{Email: "officer@example.org", Group: "readers"})
+			}},
+		})
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, historyURL("", "targetId", targetA), nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+		recs := logs.records(t)
+		q := recs[len(recs)-2]
+		if q["msg"] != "query" || q["level"] != c.level || q["caller"] != "officer@example.org" || q["correlationId"] == "" {
+			t.Errorf("threshold %v: query log %v, want level %s with the caller", c.slow, q, c.level)
+		}
+	}
 }
