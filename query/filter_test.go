@@ -48,7 +48,7 @@ func TestHistoryFilters(t *testing.T) {
 		{"from inclusive, to exclusive", []string{"from", at(100), "to", at(130)},
 			activity.Filter{From: base.Add(100 * time.Minute), To: base.Add(130 * time.Minute)}},
 		{"from only", []string{"from", at(380)}, activity.Filter{From: base.Add(380 * time.Minute)}},
-		{"to only, with an offset", []string{"to", base.Add(12*time.Minute).In(time.FixedZone("X", 3600)).Format(time.RFC3339)},
+		{"to only, with an offset", []string{"to", base.Add(12 * time.Minute).In(time.FixedZone("X", 3600)).Format(time.RFC3339)},
 			activity.Filter{To: base.Add(12 * time.Minute)}},
 		{"type", []string{"type", "delete"}, activity.Filter{Types: []activity.Type{"delete"}}},
 		{"type repeated", []string{"type", "end", "type", "create"}, activity.Filter{Types: []activity.Type{"end", "create"}}},
