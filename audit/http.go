@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,9 +68,10 @@ func Mount(r gin.IRouter, svc *Service, routes Routes) {
 			Help: "Records served by replay, verified, or exported, by endpoint and caller group.",
 		}, []string{"endpoint", "group"}),
 	}
-	r.GET(EventsPath, append(routes.Audit, h.replay)...)
-	r.GET(VerifyPath, append(routes.Audit, h.verify)...)
-	r.GET(ExportPath, append(routes.Export, h.export)...)
+	// Clipped, so that no two routes share the handlers' backing array.
+	r.GET(EventsPath, append(slices.Clip(routes.Audit), h.replay)...)
+	r.GET(VerifyPath, append(slices.Clip(routes.Audit), h.verify)...)
+	r.GET(ExportPath, append(slices.Clip(routes.Export), h.export)...)
 }
 
 type handlers struct {
