@@ -111,7 +111,8 @@ func (h handlers) history(c *gin.Context) {
 	if logged == "" {
 		logged = clip(req.TargetID)
 	}
-	attrs := []slog.Attr{
+	// Sized for what logQuery adds, so the slice is allocated once.
+	attrs := append(make([]slog.Attr, 0, 18),
 		slog.String("query", "history"),
 		slog.String("targetId", logged),
 		slog.String("filter", r.Filter),
@@ -126,7 +127,7 @@ func (h handlers) history(c *gin.Context) {
 		slog.Int("scanned", r.Scanned),
 		slog.Int("results", len(page.Results)),
 		slog.Bool("hasNext", page.NextToken != nil),
-	}
+	)
 	if !h.logQuery(c, start, attrs, err) {
 		h.fail(c, err)
 		return
