@@ -85,6 +85,12 @@ func openStore(t testing.TB, cfg natsjs.Config) *natsjs.Store {
 
 func newFixture(t testing.TB, chk *apitest.Checker, s *natsjs.Store) *fixture {
 	t.Helper()
+	return newFixtureWith(t, chk, s, activity.Rules{})
+}
+
+// newFixtureWith is newFixture with validation rules (target id format…).
+func newFixtureWith(t testing.TB, chk *apitest.Checker, s *natsjs.Store, rules activity.Rules) *fixture {
+	t.Helper()
 	if s == nil {
 		s = openStore(t, natsjs.Config{DataDir: t.TempDir()})
 	}
@@ -102,7 +108,7 @@ func newFixture(t testing.TB, chk *apitest.Checker, s *natsjs.Store) *fixture {
 		}
 		f.tokens[role] = tok
 	}
-	v, err := activity.NewValidator(activity.Rules{})
+	v, err := activity.NewValidator(rules)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -680,4 +686,24 @@ func forge(t *testing.T, url string, last eventstore.Record) {
 	tam := natsjstest.NewTamperer(t, url, "ACTIVITY")
 	subject := tam.Message(t, last.Position).Subject
 	tam.Publish(t, natsjstest.Forged(subject, last.Revision+1, last.Hash))
+}
+
+// Opaque target ids may hold '/': sent as %2F they stay one path segment.
+func TestOpaqueTargetWithSlash(t *testing.T) {
+	t.Parallel()
+	f := newFixtureWith(t, apitest.New(t), nil, activity.Rules{TargetIDFormat: activity.TargetIDOpaque})
+	const target = "rent/account+7=x"
+	record(t, f.store, series(target, 4)...)
+	p := decode[replayPage](t, f.get(t, "auditor", "/api/v1/activityHistory/streams/"+url.PathEscape(target)+"/events"))
+	if p.TargetID != target || len(p.Results) != 4 {
+		t.Fatalf("replay of %q: %+v", target, p)
+	}
+	c := &audit.Client{BaseURL: f.url, Token: f.tokens["auditor"]}
+	if res, err := c.VerifyRemote(t.Context(), target, nil); err != nil || res.Records != 4 {
+		t.Fatalf("client verification of %q: %+v, %v", target, res, err)
+	}
+	v := decode[verification](t, f.get(t, "auditor", "/api/v1/activityHistory/streams/"+url.PathEscape(target)+"/verify"))
+	if !v.Verified || v.Records != 4 {
+		t.Fatalf("verify %q: %+v", target, v)
+	}
 }

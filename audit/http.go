@@ -162,7 +162,7 @@ func size(raw string, def int) int {
 func (h handlers) replay(c *gin.Context) {
 	start := time.Now()
 	p := &params{q: c.Request.URL.Query()}
-	req := ReplayRequest{TargetID: c.Param("targetId"), Token: p.one("paginationToken")}
+	req := ReplayRequest{TargetID: query.PathParam(c, "targetId"), Token: p.one("paginationToken")}
 	rawFrom, rawSize := p.one("fromRevision"), p.one("pageSize")
 	req.PageSize = size(rawSize, DefaultReplayPageSize)
 	err := p.err()
@@ -233,7 +233,7 @@ func writeJSON(b *bytes.Buffer, v any) {
 // verify serves GET VerifyPath.
 func (h handlers) verify(c *gin.Context) {
 	start := time.Now()
-	v, err := h.svc.Verify(c.Request.Context(), c.Param("targetId"))
+	v, err := h.svc.Verify(c.Request.Context(), query.PathParam(c, "targetId"))
 	if !h.done(c, "verify", start, int(v.Records), err,
 		slog.String("targetId", v.TargetID), slog.Bool("verified", v.Verified)) {
 		return

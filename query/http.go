@@ -49,6 +49,11 @@ func NewEngine(svc *Service, deps EngineDeps) *Engine {
 	// Redirects suit browsers; an API client gets its answer or a 404.
 	e.RedirectTrailingSlash = false
 	e.RedirectFixedPath = false
+	// Route on the escaped path, so that an opaque target id holding '/'
+	// (sent as %2F) is one path segment. gin would unescape values as a
+	// query ('+' → ' '); PathParam unescapes them as a path instead.
+	e.UseRawPath = true
+	e.UnescapePathValues = false
 	h := handlers{svc: svc}
 	api := e.Group(APIPath, deps.Middleware...)
 	api.GET("", h.history)
@@ -157,7 +162,7 @@ func (h handlers) logQuery(c *gin.Context, start time.Time, attrs []slog.Attr, e
 // get serves GET APIPath/:id.
 func (h handlers) get(c *gin.Context) {
 	start := time.Now()
-	id := c.Param("id")
+	id := PathParam(c, "id")
 	doc, err := h.svc.Get(c.Request.Context(), id)
 	attrs := []slog.Attr{
 		slog.String("query", "get"),
@@ -225,6 +230,16 @@ func param(q url.Values, name string) (v string, ok bool) {
 	default:
 		return "", false
 	}
+}
+
+// PathParam is a path parameter, percent-decoded as a path segment (a '+'
+// stays a '+'); left as sent when it is not valid percent-encoding.
+func PathParam(c *gin.Context, name string) string {
+	v := c.Param(name)
+	if u, err := url.PathUnescape(v); err == nil {
+		return u
+	}
+	return v
 }
 
 // Params returns every value of a repeatable query parameter, names
