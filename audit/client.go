@@ -102,6 +102,12 @@ func (c *Client) Replay(ctx context.Context, target string, from uint64, fn func
 		if !strings.EqualFold(body.TargetID, target) {
 			return fmt.Errorf("the server answered for target %q, not %q", body.TargetID, target)
 		}
+		if len(body.Results) > 0 && body.Results[0].Revision != from {
+			// Each page must go on where the last one ended, or a server
+			// could send pages in a loop.
+			return &eventstore.ChainError{Stream: target, Revision: from,
+				Reason: fmt.Sprintf("the server's page starts at revision %d", body.Results[0].Revision)}
+		}
 		if err := fn(body.TargetID, body.Results); err != nil {
 			return err
 		}
