@@ -23,6 +23,7 @@ import (
 
 	"github.com/council/activityhistory/activity"
 	"github.com/council/activityhistory/apidocs"
+	"github.com/council/activityhistory/audit"
 	"github.com/council/activityhistory/auth"
 	"github.com/council/activityhistory/command"
 	"github.com/council/activityhistory/eventstore"
@@ -163,7 +164,8 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 			return nil, err
 		}
 		modelGuard := guard.New(guard.Options{Name: "read model", Timeout: cfg.DepTimeout, Logger: log})
-		svc, err := query.New(guardedReader{r: a.model, g: modelGuard}, query.Options{Validator: validator, CursorSecret: secret})
+		svc, err := query.New(guardedReader{r: a.model, g: modelGuard}, query.Options{Validator: validator, CursorSecret: secret,
+			SlowQuery: time.Duration(cfg.SlowQueryMS) * time.Millisecond})
 		if err != nil {
 			return nil, err
 		}
@@ -172,6 +174,9 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 			Metrics:    metrics,
 			Middleware: []gin.HandlerFunc{authn.Require(auth.Read)},
 		})
+		if err := mountAudit(e, a, cfg, validator, secret, authn, reg); err != nil {
+			return nil, err
+		}
 		o.mount(e)
 		apidocs.Mount(e)
 		queryEngine = e
@@ -186,6 +191,50 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	}
 	a.handler = httpapi.CORS(cfg.CORSAllowedOrigin, splitByMethod(queryEngine, cmdEngine))
 	return a, nil
+}
+
+// mountAudit adds replay, verify and export to the query engine when the
+// process holds the event store, with what the store can do beyond
+// eventstore.Store decided here, once.
+func mountAudit(e *query.Engine, a *app, cfg config, v *activity.Validator, secret []byte, authn *auth.Authenticator, reg prometheus.Registerer) error {
+	var st audit.Store
+	switch {
+	case a.store != nil:
+		st.Streams = a.store
+		if h, ok := a.store.(audit.Heads); ok {
+			st.Heads = h
+		}
+		if l, ok := a.store.(audit.Log); ok {
+			st.Log = l
+		}
+	case cfg.EventStoreURL != "":
+		// A query-only process: the store is opened when an auditor first
+		// needs it, so history never waits for it. JetStream keeps heads
+		// and knows its last position; EventStoreDB does neither.
+		l := &lazyStore{open: func(ctx context.Context) (store, error) { return openStore(ctx, cfg, a.log) }}
+		a.closers = append(a.closers, l.Close)
+		st.Streams = l
+		if isJetStreamURL(cfg.EventStoreURL) {
+			st.Heads, st.Log = l, l
+		}
+	default:
+		a.log.Warn("audit and export routes are off: this query process has no event store (set EVENTSTORE_URL)")
+		return nil
+	}
+	cursors, err := query.NewCursors(secret)
+	if err != nil {
+		return err
+	}
+	svc, err := audit.New(st, audit.Options{Cursors: cursors, Validator: v})
+	if err != nil {
+		return err
+	}
+	audit.Mount(e, svc, audit.Routes{
+		Audit:      []gin.HandlerFunc{authn.Require(auth.Audit)},
+		Export:     []gin.HandlerFunc{authn.Require(auth.Export)},
+		Registerer: reg,
+	})
+	return nil
 }
 
 // splitByMethod serves the all-in-one mode from one address: reads go to
@@ -230,7 +279,7 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (store, error)
 		}
 		log.Info("event store: embedded JetStream", "dir", filepath.Join(cfg.DataDir, "eventstore"), "sync", cfg.EventStoreSync)
 		return s, nil
-	case strings.HasPrefix(u, "nats://") || strings.HasPrefix(u, "tls://"):
+	case isJetStreamURL(u):
 		s, err := natsjs.Open(ctx, natsjs.Config{URLs: splitList(u), Replicas: cfg.EventStoreRepl, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("JetStream at %s: %w", redactURL(u), err)
@@ -248,6 +297,10 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (store, error)
 	default:
 		return nil, fmt.Errorf("EVENTSTORE_URL=%q: want nats://, esdb:// or kurrentdb://", redactURL(u))
 	}
+}
+
+func isJetStreamURL(u string) bool {
+	return strings.HasPrefix(u, "nats://") || strings.HasPrefix(u, "tls://")
 }
 
 func openReadModel(ctx context.Context, cfg config, a *app) (readModel, error) {
