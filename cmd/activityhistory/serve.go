@@ -25,6 +25,7 @@ import (
 	"github.com/council/activityhistory/apidocs"
 	"github.com/council/activityhistory/auth"
 	"github.com/council/activityhistory/command"
+	"github.com/council/activityhistory/command/ingest"
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/esdb"
 	"github.com/council/activityhistory/eventstore/natsjs"
@@ -73,6 +74,7 @@ type app struct {
 	store     store
 	model     readModel
 	projector *projection.Projector
+	ingest    *ingest.Consumer // nil unless INGEST_ENABLED
 	handler   http.Handler
 	engines   []*gin.Engine
 	ready     *atomic.Bool
@@ -140,11 +142,21 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	var cmdEngine, queryEngine http.Handler
 	if cfg.has("command") {
 		svc := command.NewService(a.store, validator, command.Options{})
+		translator, err := newTranslator(cfg, validator)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.IngestEnabled {
+			if a.ingest, err = newConsumer(cfg, a, svc, translator, reg); err != nil {
+				return nil, err
+			}
+		}
 		e := command.NewEngine(svc, command.EngineDeps{
 			Logger:     log,
 			Metrics:    metrics,
 			Middleware: []gin.HandlerFunc{authn.Require(auth.Write)},
 			Author:     auth.Author,
+			Events:     translator,
 		})
 		o.mount(e)
 		apidocs.Mount(e)
@@ -213,17 +225,21 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (store, error)
 	switch {
 	case u == "":
 		s, err := natsjs.Open(ctx, natsjs.Config{
-			DataDir:    filepath.Join(cfg.DataDir, "eventstore"),
-			Replicas:   1,
-			SyncAlways: cfg.EventStoreSync == "always",
-			Logger:     log,
+			DataDir:        filepath.Join(cfg.DataDir, "eventstore"),
+			Replicas:       1,
+			SyncAlways:     cfg.EventStoreSync == "always",
+			Logger:         log,
+			Listen:         cfg.NATSListen,
+			ListenUser:     cfg.NATSUser,
+			ListenPassword: cfg.NATSPassword,
+			ListenNKeys:    cfg.NATSNKeys,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("embedded event store: %w", err)
 		}
 		log.Info("event store: embedded JetStream", "dir", filepath.Join(cfg.DataDir, "eventstore"), "sync", cfg.EventStoreSync)
 		return s, nil
-	case strings.HasPrefix(u, "nats://") || strings.HasPrefix(u, "tls://"):
+	case isNATSURL(u):
 		s, err := natsjs.Open(ctx, natsjs.Config{URLs: splitList(u), Replicas: cfg.EventStoreRepl, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("JetStream at %s: %w", redactURL(u), err)
@@ -341,7 +357,12 @@ func (a *app) close() {
 func (a *app) run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	if a.ingest != nil {
+		// The store closes after run returns: let the consumer stop first.
+		done := a.runIngest(ctx, errc)
+		defer func() { <-done }()
+	}
 	if a.projector != nil {
 		go func() {
 			if err := a.projector.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
