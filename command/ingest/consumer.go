@@ -24,8 +24,7 @@ const (
 	// Durable is the name of the consumer every command process shares,
 	// and of its priority group.
 	Durable              = "activityhistory"
-	DefaultAckWait       = 30 * time.Second
-	DefaultPinnedTTL     = 10 * time.Second
+	DefaultAckWait       = 15 * time.Second
 	DefaultMaxAckPending = 1024
 	DefaultWorkers       = 32
 	// maxBackoff caps the delay of a negative acknowledgement.
@@ -53,11 +52,11 @@ type Config struct {
 	// when missing.
 	DLQStream string
 	// AckWait: a message not acknowledged by then is delivered again (a
-	// consumer that died while handling it).
-	AckWait time.Duration
-	// PinnedTTL: how long the process the consumer is pinned to may be
-	// silent before another one takes over.
-	PinnedTTL     time.Duration
+	// consumer that died while handling it). A standby process takes the
+	// consumer over 1.25 AckWait after the active one went silent: by
+	// then every message the silent one held is due again, and is
+	// delivered before newer ones, so each entity's order holds.
+	AckWait       time.Duration
 	MaxAckPending int
 	// Workers handle messages in parallel, each entity's in one worker.
 	Workers    int
@@ -81,9 +80,6 @@ func (c *Config) defaults() {
 	if c.AckWait <= 0 {
 		c.AckWait = DefaultAckWait
 	}
-	if c.PinnedTTL <= 0 {
-		c.PinnedTTL = DefaultPinnedTTL
-	}
 	if c.MaxAckPending <= 0 {
 		c.MaxAckPending = DefaultMaxAckPending
 	}
@@ -101,8 +97,8 @@ func (c *Config) defaults() {
 // Consumer consumes entity events from JetStream through the durable
 // consumer Durable. Every process running one shares it: the consumer is
 // pinned to one of them at a time (the others stand by and take over
-// within PinnedTTL when it goes), so each message is handled once and each
-// entity's events are recorded in stream order.
+// when it goes silent; see Config.AckWait), so each message is handled
+// once and each entity's events are recorded in stream order.
 type Consumer struct {
 	cfg     Config
 	js      jetstream.JetStream
@@ -145,13 +141,15 @@ func (c *Consumer) Setup(ctx context.Context) (jetstream.Consumer, error) {
 		MaxAckPending:  c.cfg.MaxAckPending,
 		PriorityPolicy: jetstream.PriorityPolicyPinned,
 		PriorityGroups: []string{Durable},
-		PinnedTTL:      c.cfg.PinnedTTL,
+		PinnedTTL:      c.pinnedTTL(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ingest: consumer %s on %s: %w", Durable, c.cfg.Stream, err)
 	}
 	return cons, nil
 }
+
+func (c *Consumer) pinnedTTL() time.Duration { return c.cfg.AckWait + c.cfg.AckWait/4 }
 
 // ensureStream creates a stream that does not exist; one that does is
 // left as its operator configured it.
@@ -189,7 +187,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	lanes := make([]chan job, c.cfg.Workers)
 	var workers sync.WaitGroup
 	for i := range lanes {
-		lanes[i] = make(chan job, 64)
+		// Room for every message the server lets us hold, so the
+		// callback never blocks: a process that stops pulling loses the
+		// pin while it still holds messages.
+		lanes[i] = make(chan job, c.cfg.MaxAckPending)
 		workers.Go(func() {
 			for j := range lanes[i] {
 				if ctx.Err() != nil {
@@ -201,15 +202,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 		})
 	}
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		// Never blocks (see above). Also after ctx ends: the lane gives
+		// the message back behind the entity's earlier ones, in order.
 		j := job{msg: msg, entity: entityOf(msg.Data()), start: time.Now()}
-		select {
-		case lanes[laneOf(j.entity, len(lanes))] <- j:
-		case <-ctx.Done():
-			_ = msg.Nak()
-		}
+		lanes[laneOf(j.entity, len(lanes))] <- j
 	},
 		jetstream.PullPriorityGroup(Durable),
-		jetstream.PullMaxMessages(min(c.cfg.MaxAckPending, 500)),
+		jetstream.PullMaxMessages(min(c.cfg.MaxAckPending, 256)),
+		// Pull again well within the pin's TTL, also when nothing flows.
+		jetstream.PullExpiry(max(time.Second, min(c.pinnedTTL()/2, 30*time.Second))),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrPinIDMismatch) && !errors.Is(err, nats.ErrTimeout) {
 				c.log.Warn("ingest: consume", "err", err)
@@ -230,7 +231,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.pollPending(ctx, cons)
 	}()
 	<-ctx.Done()
-	cc.Stop()
+	// Drain, not Stop: messages already pulled reach the callback, which
+	// gives them back at once instead of leaving them to AckWait.
+	cc.Drain()
 	<-cc.Closed()
 	for _, l := range lanes {
 		close(l)

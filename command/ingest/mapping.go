@@ -113,6 +113,8 @@ func parseRule(line string, targetTypes []activity.TargetType) (string, Rule, er
 	switch {
 	case len(f) == 2 && f[1] == "ignore":
 		return f[0], Rule{Ignore: true}, nil
+	case len(f) > 2 && f[1] == "ignore":
+		return "", Rule{}, errors.New(`"ignore" takes no target type`)
 	case len(f) != 3:
 		return "", Rule{}, errors.New(`want "<eventType> <type> <targetType>" or "<eventType> ignore"`)
 	}
