@@ -1,12 +1,14 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -25,7 +27,7 @@ const (
 	// and of its priority group.
 	Durable              = "activityhistory"
 	DefaultAckWait       = 15 * time.Second
-	DefaultMaxAckPending = 1024
+	DefaultMaxAckPending = 256
 	DefaultWorkers       = 32
 	// maxBackoff caps the delay of a negative acknowledgement.
 	maxBackoff  = 30 * time.Second
@@ -171,55 +173,64 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, name string, subj
 }
 
 type job struct {
-	msg    jetstream.Msg
-	entity string
-	start  time.Time
+	msg         jetstream.Msg
+	entity      string
+	seq         uint64 // in the stream
+	redelivered bool
+	start       time.Time
 }
 
-// Run consumes until ctx ends. Messages handed to a worker but not yet
-// handled are negatively acknowledged on the way out, so the process
-// taking over gets them at once.
+// Run consumes until ctx ends. Messages received but not yet handled are
+// then left alone, neither acknowledged nor given back: they are due
+// again after AckWait, in stream order, before the process taking over
+// (after 1.25 AckWait) gets anything newer. Giving them back at once
+// would let them race newer ones.
 func (c *Consumer) Run(ctx context.Context) error {
 	cons, err := c.Setup(ctx)
 	if err != nil {
 		return err
 	}
+	// Every channel has room for every message the server lets us hold,
+	// so the callback never blocks: a process that stops pulling loses
+	// the pin while it still holds messages.
+	in := make(chan job, c.cfg.MaxAckPending)
 	lanes := make([]chan job, c.cfg.Workers)
 	var workers sync.WaitGroup
 	for i := range lanes {
-		// Room for every message the server lets us hold, so the
-		// callback never blocks: a process that stops pulling loses the
-		// pin while it still holds messages.
 		lanes[i] = make(chan job, c.cfg.MaxAckPending)
 		workers.Go(func() {
 			for j := range lanes[i] {
 				if ctx.Err() != nil {
-					_ = j.msg.Nak()
-					continue
+					continue // left to AckWait, see above
 				}
 				c.handle(j)
 			}
 		})
 	}
+	workers.Go(func() {
+		sequence(in, func(j job) { lanes[laneOf(j.entity, len(lanes))] <- j }, c.cfg.MaxAckPending)
+		for _, l := range lanes {
+			close(l)
+		}
+	})
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		// Never blocks (see above). Also after ctx ends: the lane gives
-		// the message back behind the entity's earlier ones, in order.
 		j := job{msg: msg, entity: entityOf(msg.Data()), start: time.Now()}
-		lanes[laneOf(j.entity, len(lanes))] <- j
+		if md, err := msg.Metadata(); err == nil {
+			j.seq, j.redelivered = md.Sequence.Stream, md.NumDelivered > 1
+		}
+		in <- j
 	},
 		jetstream.PullPriorityGroup(Durable),
 		jetstream.PullMaxMessages(min(c.cfg.MaxAckPending, 256)),
 		// Pull again well within the pin's TTL, also when nothing flows.
-		jetstream.PullExpiry(max(time.Second, min(c.pinnedTTL()/2, 30*time.Second))),
+		jetstream.PullExpiry(max(time.Second, min(c.pinnedTTL()/4, 30*time.Second))),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrPinIDMismatch) && !errors.Is(err, nats.ErrTimeout) {
 				c.log.Warn("ingest: consume", "err", err)
 			}
 		}))
 	if err != nil {
-		for _, l := range lanes {
-			close(l)
-		}
+		close(in)
 		workers.Wait()
 		return fmt.Errorf("ingest: consume %s: %w", c.cfg.Stream, err)
 	}
@@ -231,16 +242,55 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.pollPending(ctx, cons)
 	}()
 	<-ctx.Done()
-	// Drain, not Stop: messages already pulled reach the callback, which
-	// gives them back at once instead of leaving them to AckWait.
-	cc.Drain()
+	cc.Stop()
 	<-cc.Closed()
-	for _, l := range lanes {
-		close(l)
-	}
+	close(in)
 	workers.Wait()
 	<-pollDone
 	return nil
+}
+
+// quietPeriod: redelivered messages are held until none has come for this
+// long, then passed on in stream order.
+const quietPeriod = 200 * time.Millisecond
+
+// sequence passes jobs from in to out, putting redeliveries back in
+// stream order: the server redelivers in the order messages became due,
+// not in stream order, and after a hand-over every message the previous
+// process held comes at once. While redeliveries are held, new messages
+// wait behind them, so no entity's later event overtakes an earlier one.
+func sequence(in <-chan job, out func(job), limit int) {
+	var held []job
+	quiet := time.NewTimer(time.Hour)
+	defer quiet.Stop()
+	flush := func() {
+		slices.SortStableFunc(held, func(a, b job) int { return cmp.Compare(a.seq, b.seq) })
+		for _, j := range held {
+			out(j)
+		}
+		held = held[:0]
+	}
+	for {
+		select {
+		case j, ok := <-in:
+			if !ok {
+				flush()
+				return
+			}
+			if !j.redelivered && len(held) == 0 {
+				out(j)
+				continue
+			}
+			held = append(held, j)
+			if len(held) >= limit {
+				flush()
+				continue
+			}
+			quiet.Reset(quietPeriod)
+		case <-quiet.C:
+			flush()
+		}
+	}
 }
 
 // pollPending keeps the lag gauges current while no message arrives.

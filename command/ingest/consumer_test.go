@@ -127,9 +127,9 @@ func event(eventType, entity string, i int) map[string]any {
 	return map[string]any{
 		"id": uuid.NewString(), "eventType": eventType, "sourceDomain": "Person", "sourceSystem": "PersonAPI",
 		"version": "v1", "correlationId": uuid.NewString(),
-		"dateTime": time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second).Format(time.RFC3339Nano),
-		"user":     map[string]any{"name": "Ann Officer", "email": "ann@example.org"},
-		"entityId": entity,
+		"dateTime":  time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second).Format(time.RFC3339Nano),
+		"user":      map[string]any{"name": "Ann Officer", "email": "ann@example.org"},
+		"entityId":  entity,
 		"eventData": map[string]any{"oldData": map[string]any{"n": i - 1}, "newData": map[string]any{"n": i}},
 	}
 }

@@ -127,7 +127,11 @@ func (d *DLQ) remove(ctx context.Context, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("dlq %s: %w", d.stream, err)
 	}
-	if err := s.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if err := s.DeleteMsg(ctx, seq); err != nil {
+		// Already removed (a replay run twice) is done.
+		if _, gerr := s.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+			return nil
+		}
 		return fmt.Errorf("dlq %s: remove seq %d: %w", d.stream, seq, err)
 	}
 	return nil
