@@ -21,23 +21,23 @@ import (
 
 	"github.com/council/activityhistory/apitest"
 	"github.com/council/activityhistory/command/ingest"
+	"github.com/council/activityhistory/command/ingest/natstest"
 )
 
 func startNATS(t *testing.T) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	return ns
+	return natstest.Server(t, t.TempDir(), 0)
+}
+
+// startIngesting runs the service on an external JetStream server with
+// ingest on, and a publisher to that server.
+func startIngesting(t *testing.T) (*server.Server, *service, *publisher) {
+	t.Helper()
+	ns := startNATS(t)
+	env := baseEnv(t.TempDir())
+	env["EVENTSTORE_URL"] = ns.ClientURL()
+	env["INGEST_ENABLED"] = "true"
+	return ns, start(t, env), newPublisher(t, ns.ClientURL())
 }
 
 // publisher is a domain service publishing entity events.
@@ -146,12 +146,7 @@ func ingestResult(r string) string {
 // write nothing; an event without a user is recorded with an empty author.
 func TestIngestEveryMappedEventType(t *testing.T) {
 	t.Parallel()
-	ns := startNATS(t)
-	env := baseEnv(t.TempDir())
-	env["EVENTSTORE_URL"] = ns.ClientURL()
-	env["INGEST_ENABLED"] = "true"
-	s := start(t, env)
-	pub := newPublisher(t, ns.ClientURL())
+	_, s, pub := startIngesting(t)
 	chk := apitest.New(t)
 	read := mint(t, "readers")
 
@@ -225,12 +220,7 @@ const nullAuthor = `{"fullName":"","email":""}`
 // empties the DLQ) once INGEST_MAPPING_FILE maps it.
 func TestIngestDeadLetterReplay(t *testing.T) {
 	t.Parallel()
-	ns := startNATS(t)
-	env := baseEnv(t.TempDir())
-	env["EVENTSTORE_URL"] = ns.ClientURL()
-	env["INGEST_ENABLED"] = "true"
-	s := start(t, env)
-	pub := newPublisher(t, ns.ClientURL())
+	ns, s, pub := startIngesting(t)
 	ev := entityEvent("ChargeRaisedEvent", uuid.NewString(), officer)
 	pub.publish("entityevents.finance", ev)
 	waitMetric(t, s.url, ingestResult("dead_lettered"), 1)

@@ -19,29 +19,22 @@ import (
 	"github.com/council/activityhistory/activity"
 	"github.com/council/activityhistory/command"
 	"github.com/council/activityhistory/command/ingest"
+	"github.com/council/activityhistory/command/ingest/natstest"
 	"github.com/council/activityhistory/eventstore/natsjs"
 )
 
-// startNATS runs a JetStream server on loopback: on a random port, or on
-// port with the files in dir, to restart one.
 func startNATS(t testing.TB, dir string, port int) *server.Server {
 	t.Helper()
-	if port == 0 {
-		port = -1
-	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	return ns
+	return natstest.Server(t, dir, port)
+}
+
+// setup runs a server with the events stream and one command process.
+func setup(t *testing.T) (*server.Server, *nats.Conn, *process) {
+	t.Helper()
+	ns := startNATS(t, t.TempDir(), 0)
+	nc := connect(t, ns.ClientURL())
+	ensureStream(t, nc)
+	return ns, nc, startProcess(t, ns.ClientURL(), ns.ClientURL(), ingest.Config{})
 }
 
 func connect(t testing.TB, url string) *nats.Conn {
@@ -213,10 +206,7 @@ func equalIDs(got, want []string) error {
 // duplicate.
 func TestSameEventTwiceIsOneActivity(t *testing.T) {
 	t.Parallel()
-	ns := startNATS(t, t.TempDir(), 0)
-	nc := connect(t, ns.ClientURL())
-	ensureStream(t, nc)
-	p := startProcess(t, ns.ClientURL(), ns.ClientURL(), ingest.Config{})
+	ns, nc, p := setup(t)
 	entity := uuid.NewString()
 	ev := event("PersonUpdatedEvent", entity, 1)
 	publish(t, nc, "entityevents.person", ev)

@@ -20,10 +20,7 @@ import (
 // knows the type records it and removes it, and leaves the rest.
 func TestDeadLettersAndReplay(t *testing.T) {
 	t.Parallel()
-	ns := startNATS(t, t.TempDir(), 0)
-	nc := connect(t, ns.ClientURL())
-	ensureStream(t, nc)
-	p := startProcess(t, ns.ClientURL(), ns.ClientURL(), ingest.Config{})
+	ns, nc, p := setup(t)
 
 	entity := uuid.NewString()
 	charge := event("ChargeRaisedEvent", entity, 1)
