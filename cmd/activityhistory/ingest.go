@@ -37,7 +37,7 @@ type ingestConfig struct {
 func (c *ingestConfig) flags(e *envFlags, serve bool) {
 	if serve {
 		e.boolean(&c.IngestEnabled, "ingest-enabled", "INGEST_ENABLED", false, "the command role consumes entity events from JetStream")
-		e.list(&c.IngestSubjects, "ingest-subjects", "INGEST_SUBJECTS", ingest.DefaultSubjects, "subjects of the entity events stream when it is created")
+		e.list(&c.IngestSubjects, "ingest-subjects", "INGEST_SUBJECTS", ingest.DefaultSubjects, "subjects of the entity events stream when it is created; default "+ingest.DefaultSubjects)
 		e.duration(&c.IngestAckWait, "ingest-ack-wait", "INGEST_ACK_WAIT", ingest.DefaultAckWait, "an entity event not acknowledged by then is delivered again")
 		e.str(&c.NATSListen, "nats-listen", "NATS_LISTEN", "", "host:port where the embedded NATS server accepts clients (entity event publishers); empty = none")
 		e.str(&c.NATSUser, "nats-user", "NATS_USER", "", "user clients of NATS_LISTEN must give")
