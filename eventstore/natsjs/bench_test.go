@@ -7,7 +7,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
@@ -110,4 +112,67 @@ func BenchmarkServerBaseline(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkParallel measures what the service does per single-activity
+// POST, beside the raw part underneath in the same run: 64 writers of one
+// 512-byte event each, spread over 1000 streams or into one, through the
+// store, and as bare JetStream publishes on an embedded server (sync: one
+// publish and its ack per writer at a time, as a store append would be).
+func BenchmarkParallel(b *testing.B) {
+	for _, syncAlways := range []bool{false, true} {
+		for _, streams := range []int{1000, 1} {
+			b.Run(fmt.Sprintf("store/sync=%v/streams=%d", syncAlways, streams), func(b *testing.B) {
+				benchAppend(b, syncAlways, streams, 64)
+			})
+		}
+		b.Run(fmt.Sprintf("raw-publish/sync=%v", syncAlways), func(b *testing.B) {
+			benchRawPublish(b, syncAlways, 64)
+		})
+	}
+}
+
+func benchRawPublish(b *testing.B, syncAlways bool, writers int) {
+	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: b.TempDir(), DontListen: true, SyncAlways: syncAlways, NoSigs: true, NoLog: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		b.Fatal("not ready")
+	}
+	defer ns.Shutdown()
+	nc, err := nats.Connect(ns.ClientURL(), nats.InProcessServer(ns))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}}); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 512)
+	var next atomic.Int64
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if _, err := js.Publish(ctx, fmt.Sprintf("raw.%d", i%1000), data); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
 }
