@@ -3,7 +3,10 @@ package natsjs
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/council/activityhistory/eventstore"
 )
@@ -40,12 +43,12 @@ func WithoutRepairer(cfg Config) Config {
 func (s *Store) AppendUnindexed(ctx context.Context, stream string, ev eventstore.Event) (eventstore.Record, error) {
 	var prev *eventstore.Head
 	var prevSeq uint64
-	m, ok, err := s.directOne(ctx, directReq{LastFor: s.evSubject(stream)})
+	raw, ok, err := s.directOne(ctx, directReq{LastFor: s.evSubject(stream)})
 	if err != nil {
 		return eventstore.Record{}, err
 	}
 	if ok {
-		rec, err := s.record(m)
+		rec, err := s.record(raw)
 		if err != nil {
 			return eventstore.Record{}, err
 		}
@@ -56,7 +59,10 @@ func (s *Store) AppendUnindexed(ctx context.Context, stream string, ev eventstor
 	if err != nil {
 		return eventstore.Record{}, err
 	}
-	ack, err := s.publishEvent(ctx, sealed[0], prevSeq)
+	sealed[0].RecordedAt = time.Now().UTC()
+	m := eventMsg(s.evSubject(stream), sealed[0])
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(prevSeq, 10))
+	ack, err := s.js.PublishMsg(ctx, m)
 	if err != nil {
 		return eventstore.Record{}, err
 	}
@@ -65,13 +71,6 @@ func (s *Store) AppendUnindexed(ctx context.Context, stream string, ev eventstor
 	}
 	sealed[0].Position = ack.Sequence
 	return sealed[0], nil
-}
-
-// SinglePublish returns cfg for a store whose single-event appends are
-// plain publishes whatever the replicas (by default only on one).
-func SinglePublish(cfg Config) Config {
-	cfg.forceSingle = true
-	return cfg
 }
 
 // RepairEvery returns cfg for a store whose repairer saves its checkpoint

@@ -164,10 +164,6 @@ func TestSameIDToNewStreamsAtOnce(t *testing.T) {
 			c := startCluster(t)
 			return []*natsjs.Store{openCluster(t, c), open(t, natsjs.Config{URLs: c.urls(), Replicas: 3})}
 		}},
-		{"cluster-single", func(t *testing.T) []*natsjs.Store {
-			c := startCluster(t)
-			return []*natsjs.Store{openCluster(t, c, natsjs.SinglePublish), open(t, natsjs.SinglePublish(natsjs.Config{URLs: c.urls(), Replicas: 3}))}
-		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

@@ -77,11 +77,6 @@ func (s *Store) ensureHeads(ctx context.Context) error {
 // the key's last write when known (0: unknown). It returns the sequence
 // of the key's write that holds h or a later head.
 func (s *Store) recordHead(ctx context.Context, stream string, h head, kvSeq uint64) (uint64, error) {
-	body, err := json.Marshal(headEntry{Stream: stream, Revision: h.revision, Hash: h.hash, Position: h.seq})
-	if err != nil {
-		return 0, err
-	}
-	subj := s.headSubject(stream)
 	// A new stream has no head yet: expect none rather than look.
 	known := kvSeq != 0 || h.revision == 0
 	for attempt := 1; ; attempt++ {
@@ -95,9 +90,10 @@ func (s *Store) recordHead(ctx context.Context, stream string, h head, kvSeq uin
 			}
 			kvSeq, known = seq, true
 		}
-		m := nats.NewMsg(subj)
-		m.Data = body
-		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(kvSeq, 10))
+		m, err := s.headMsg(eventstore.Record{Stream: stream, Revision: h.revision, Hash: h.hash, Position: h.seq}, kvSeq)
+		if err != nil {
+			return 0, err
+		}
 		pctx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		ack, err := s.js.PublishMsg(pctx, m)
 		cancel()
@@ -117,6 +113,26 @@ func (s *Store) recordHead(ctx context.Context, stream string, h head, kvSeq uin
 			return 0, fmt.Errorf("record head: %w", backendErr(ctx, err))
 		}
 	}
+}
+
+// head is a stream's last record as recordHead takes it.
+type head struct {
+	revision uint64
+	hash     string
+	seq      uint64
+}
+
+// headMsg is the write of r as its stream's recorded head, expecting the
+// key's last write at kvSeq (0: none).
+func (s *Store) headMsg(r eventstore.Record, kvSeq uint64) (*nats.Msg, error) {
+	body, err := json.Marshal(headEntry{Stream: r.Stream, Revision: r.Revision, Hash: r.Hash, Position: r.Position})
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(s.headSubject(r.Stream))
+	m.Data = body
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(kvSeq, 10))
+	return m, nil
 }
 
 // errHeadDeleted: the head key holds a delete marker. This package never
@@ -154,7 +170,7 @@ func (s *Store) loadHead(ctx context.Context, stream string, fresh bool) (*headE
 // recorded, a *eventstore.ChainError when it was deleted. On a cluster any
 // replica answers, so the head may lag the stream's by the last appends.
 func (s *Store) Head(ctx context.Context, stream string) (*eventstore.Head, error) {
-	if err := checkStream(stream); err != nil {
+	if err := eventstore.CheckStream(stream); err != nil {
 		return nil, fmt.Errorf("head: %w", err)
 	}
 	ctx, cancel := withTimeout(ctx)

@@ -68,7 +68,7 @@ func (s *Store) repairLoop() {
 			return
 		}
 		s.log.Warn("id index repairer stopped, restarting", "err", err)
-		if eventstore.Sleep(ctx, unavailableBackoff(n)) != nil {
+		if eventstore.Sleep(ctx, eventstore.UnavailableBackoff(n)) != nil {
 			return
 		}
 	}

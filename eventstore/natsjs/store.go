@@ -50,7 +50,6 @@ type Config struct {
 	allowDelete bool
 	dupWindow   time.Duration
 	noRepair    bool
-	forceSingle bool
 	repairEvery time.Duration // how often the repairer saves its checkpoint
 }
 
@@ -65,10 +64,16 @@ const (
 	attemptTimeout = 3 * time.Second
 	// headroom above the event bytes for headers (ids, hashes, batch headers).
 	msgHeadroom = 64 << 10
+	// maxBatchMsgs is nats-server's default limit per atomic batch.
+	maxBatchMsgs = 1000
+	// asyncMaxPending bounds the publishes awaiting their acks.
+	asyncMaxPending = 16384
 )
 
-// Store is an eventstore.Store on JetStream.
+// Store is an eventstore.Store on JetStream: the shared append engine
+// over this package's backend.
 type Store struct {
+	*eventstore.Engine
 	cfg     Config
 	log     *slog.Logger
 	ns      *server.Server // nil when external
@@ -76,18 +81,9 @@ type Store struct {
 	js      jetstream.JetStream
 	kv      jetstream.KeyValue // recorded heads
 	evAll   string             // <prefix>.ev.>
-	locks   streamLocks
-	heads   headCache
+	kvs     kvSeqs
 	replies replyMux
 
-	// single: an append of one new event is a plain publish plus its id
-	// index (appendSingle). Only on a single replica, where the server
-	// stages an atomic batch on disk; a replicated stream stages it in
-	// memory, and there the batch's one replicated write beats the two
-	// in a row of a publish and its index.
-	single bool
-
-	commits   chan *commit // appends waiting for a batch
 	stop      chan struct{}
 	workers   sync.WaitGroup
 	closeOnce sync.Once
@@ -118,13 +114,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		cfg:     cfg,
-		log:     log,
-		evAll:   cfg.SubjectPrefix + ".ev.>",
-		heads:   headCache{max: 100_000},
-		single:  cfg.Replicas == 1 || cfg.forceSingle,
-		commits: make(chan *commit, commitQueueLen),
-		stop:    make(chan struct{}),
+		cfg:   cfg,
+		log:   log,
+		evAll: cfg.SubjectPrefix + ".ev.>",
+		stop:  make(chan struct{}),
 	}
 	var err error
 	if len(cfg.URLs) == 0 {
@@ -139,7 +132,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open natsjs: %w", backendErr(ctx, err))
 	}
-	if s.js, err = jetstream.New(s.nc); err != nil {
+	if s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(asyncMaxPending)); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open natsjs: %w", err)
 	}
@@ -151,10 +144,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	for range commitWorkers {
-		s.workers.Add(1)
-		go s.commitLoop()
-	}
+	s.Engine = eventstore.NewEngine(backend{s}, eventstore.EngineConfig{
+		AttemptTimeout: attemptTimeout,
+		AppendTimeout:  requestTimeout,
+		MaxBatchEvents: maxBatchMsgs,
+	})
 	if !cfg.noRepair {
 		s.workers.Add(1)
 		go s.repairLoop()
@@ -298,6 +292,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // subscriptions end with ErrUnavailable.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.Engine != nil {
+			s.Engine.Close()
+		}
 		close(s.stop)
 		if s.nc != nil {
 			s.nc.Close() // fails a batch in flight at once
@@ -329,7 +326,7 @@ func (s *Store) retryUnavailable(ctx context.Context, op func() error) error {
 		if err == nil || !errors.Is(err, eventstore.ErrUnavailable) || ctx.Err() != nil || s.closed() {
 			return err
 		}
-		if eventstore.Sleep(ctx, unavailableBackoff(n)) != nil {
+		if eventstore.Sleep(ctx, eventstore.UnavailableBackoff(n)) != nil {
 			return err
 		}
 	}

@@ -18,10 +18,10 @@ const (
 	subscribeLinger = 2 * time.Millisecond
 )
 
-// Subscribe follows every event subject with an ordered consumer (no
+// subscribe follows every event subject with an ordered consumer (no
 // server-side state to clean up, recreated on gaps or reconnects), from
 // position after+1, in batches.
-func (s *Store) Subscribe(ctx context.Context, after uint64, h eventstore.Handler) error {
+func (s *Store) subscribe(ctx context.Context, after uint64, h eventstore.Handler) error {
 	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{s.evAll},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
@@ -69,6 +69,9 @@ func (s *Store) Subscribe(ctx context.Context, after uint64, h eventstore.Handle
 			}
 			if err != nil {
 				stop()
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
 				return fmt.Errorf("subscribe after %d: %w", after, backendErr(ctx, err))
 			}
 			if batch, err = s.appendMsg(batch, m); err != nil {
