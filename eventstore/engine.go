@@ -83,8 +83,10 @@ type EngineConfig struct {
 // maxAttempts bounds retries after a lost race or a busy backend.
 const maxAttempts = 50
 
-// errAgain is an attempt to be made again at once (a shared batch failed).
-var errAgain = errors.New("try again")
+// errAgain is an attempt to be made again at once (a shared batch
+// failed); errRetry one refused because the stream moved or the backend
+// was busy, to be made again after a pause.
+var errAgain, errRetry = errors.New("try again"), errors.New("retry")
 
 // Engine appends through a Backend. Appends that arrive while a group is
 // being committed wait and are committed together as the next group: one
@@ -97,7 +99,7 @@ type Engine struct {
 	cond  *sync.Cond
 	queue []*pending
 	busy  map[string]bool // streams of groups in flight
-	heads map[string]Head // last known head per stream; bounded
+	heads Cache[Head]     // last known head per stream
 	stop  bool
 	wg    sync.WaitGroup
 }
@@ -121,8 +123,6 @@ type attemptResult struct {
 	err      error
 }
 
-const headCacheSize = 100_000
-
 // NewEngine starts an Engine on b; Close stops it.
 func NewEngine(b Backend, cfg EngineConfig) *Engine {
 	def := func(v *int, d int) {
@@ -140,7 +140,7 @@ func NewEngine(b Backend, cfg EngineConfig) *Engine {
 	if cfg.AppendTimeout <= 0 {
 		cfg.AppendTimeout = 30 * time.Second
 	}
-	e := &Engine{b: b, cfg: cfg, busy: map[string]bool{}, heads: map[string]Head{}}
+	e := &Engine{b: b, cfg: cfg, busy: map[string]bool{}, heads: Cache[Head]{Max: 100_000}}
 	e.cond = sync.NewCond(&e.mu)
 	for range cfg.Workers {
 		e.wg.Go(e.work)
@@ -224,7 +224,7 @@ func (e *Engine) Append(ctx context.Context, stream string, expected ExpectedRev
 		case errors.Is(r.err, errAgain):
 			p.alone = true
 			continue
-		case errors.As(r.err, &taken) || isRetry(r.err):
+		case errors.As(r.err, &taken) || errors.Is(r.err, errRetry):
 			if taken != nil && taken.Record != nil {
 				p.known[taken.ID] = *taken.Record
 			}
@@ -250,18 +250,6 @@ func (e *Engine) Append(ctx context.Context, stream string, expected ExpectedRev
 			return AppendResult{}, fmt.Errorf("append %s: %w", stream, ctxErr(ctx, err))
 		}
 	}
-}
-
-// retryErr marks a commit refused because the stream moved or the backend
-// was busy: the Engine looks again and retries.
-type retryErr struct{ err error }
-
-func (e retryErr) Error() string { return e.err.Error() }
-func (e retryErr) Unwrap() error { return e.err }
-
-func isRetry(err error) bool {
-	var r retryErr
-	return errors.As(err, &r)
 }
 
 // ctxErr keeps the caller's cancellation itself and makes a deadline an
@@ -320,6 +308,7 @@ func (e *Engine) work() {
 // work is one stream's part of a group.
 type work struct {
 	parts []*pending
+	n     int // their events
 	batch Batch
 	slots []slot // of the parts that write
 }
@@ -364,7 +353,7 @@ func (e *Engine) group() []*work {
 		w := byStream[p.stream]
 		fits := n+len(p.events) <= e.cfg.MaxGroupEvents && (size+p.bytes <= e.cfg.MaxGroupBytes || n == 0)
 		if w != nil {
-			fits = fits && !p.alone && len(w.parts) > 0 && !w.parts[0].alone && e.fitsBatch(w, p)
+			fits = fits && !p.alone && !w.parts[0].alone && w.n+len(p.events) <= e.cfg.MaxBatchEvents
 		}
 		for _, ev := range p.events {
 			fits = fits && !ids[ev.ID]
@@ -382,7 +371,7 @@ func (e *Engine) group() []*work {
 			byStream[p.stream] = w
 			g = append(g, w)
 		}
-		w.parts = append(w.parts, p)
+		w.parts, w.n = append(w.parts, p), w.n+len(p.events)
 		for _, ev := range p.events {
 			ids[ev.ID] = true
 		}
@@ -396,14 +385,6 @@ func (e *Engine) group() []*work {
 	return g
 }
 
-func (e *Engine) fitsBatch(w *work, p *pending) bool {
-	n := len(p.events)
-	for _, q := range w.parts {
-		n += len(q.events)
-	}
-	return n <= e.cfg.MaxBatchEvents
-}
-
 // commit runs one group: one Find, sealing, one Commit, answers.
 func (e *Engine) commit(g []*work) {
 	qs := make([]Query, len(g))
@@ -411,7 +392,7 @@ func (e *Engine) commit(g []*work) {
 	optimistic := e.cfg.Optimistic != nil && e.cfg.Optimistic()
 	for i, w := range g {
 		q := Query{Stream: w.batch.Stream}
-		head, cached := e.cachedHead(w.batch.Stream)
+		head, cached := e.heads.Get(w.batch.Stream)
 		for _, p := range w.parts {
 			if p.lookup || !optimistic {
 				for _, ev := range p.events {
@@ -448,7 +429,7 @@ func (e *Engine) commit(g []*work) {
 			w.batch.Prev = nil
 			if t := found[i].Tail; t != nil {
 				w.batch.Prev = &Head{Stream: t.Stream, Revision: t.Revision, Hash: t.Hash, Position: t.Position}
-				e.putHead(*w.batch.Prev)
+				e.heads.Put(w.batch.Stream, *w.batch.Prev)
 			}
 		}
 		if e.seal(w, found[i]) {
@@ -532,7 +513,7 @@ func (e *Engine) seal(w *work, f Found) bool {
 func (e *Engine) answer(w *work, err error) {
 	if err == nil {
 		last := w.batch.Records[len(w.batch.Records)-1]
-		e.putHead(Head{Stream: w.batch.Stream, Revision: last.Revision, Hash: last.Hash, Position: last.Position})
+		e.heads.Put(w.batch.Stream, Head{Stream: w.batch.Stream, Revision: last.Revision, Hash: last.Hash, Position: last.Position})
 		for _, s := range w.slots {
 			for k, i := range s.freshAt {
 				s.recs[i] = w.batch.Records[s.from+k]
@@ -541,15 +522,15 @@ func (e *Engine) answer(w *work, err error) {
 		}
 		return
 	}
-	e.dropHead(w.batch.Stream)
+	e.heads.Drop(w.batch.Stream)
 	var taken *TakenError
 	isTaken := errors.As(err, &taken)
 	if errors.Is(err, ErrConflict) {
-		err = retryErr{err}
+		err = fmt.Errorf("%w: %w", errRetry, err)
 	}
 	for _, s := range w.slots {
 		switch {
-		case len(w.slots) == 1 || errors.Is(err, ErrUnavailable) || isRetry(err):
+		case len(w.slots) == 1 || errors.Is(err, ErrUnavailable) || errors.Is(err, errRetry):
 			s.p.done <- attemptResult{err: err}
 		case isTaken && taken.ID != "" && !s.has(taken.ID):
 			s.p.done <- attemptResult{err: errAgain}
@@ -574,39 +555,50 @@ func (s slot) has(id string) bool {
 // fail answers every part of a group with err.
 func (e *Engine) fail(g []*work, err error) {
 	if errors.Is(err, ErrConflict) {
-		err = retryErr{err}
+		err = fmt.Errorf("%w: %w", errRetry, err)
 	}
 	for _, w := range g {
-		e.dropHead(w.batch.Stream)
+		e.heads.Drop(w.batch.Stream)
 		for _, p := range w.parts {
 			p.done <- attemptResult{err: err}
 		}
 	}
 }
 
-func (e *Engine) cachedHead(stream string) (Head, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	h, ok := e.heads[stream]
-	return h, ok
+// Cache is a map of at most Max entries (when full, an arbitrary entry
+// goes), safe for concurrent use.
+type Cache[V any] struct {
+	Max int
+	mu  sync.Mutex
+	m   map[string]V
 }
 
-func (e *Engine) putHead(h Head) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if _, ok := e.heads[h.Stream]; !ok && len(e.heads) >= headCacheSize {
-		for k := range e.heads {
-			delete(e.heads, k)
+func (c *Cache[V]) Get(k string) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[k]
+	return v, ok
+}
+
+func (c *Cache[V]) Put(k string, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]V{}
+	}
+	if _, ok := c.m[k]; !ok && len(c.m) >= c.Max {
+		for old := range c.m {
+			delete(c.m, old)
 			break
 		}
 	}
-	e.heads[h.Stream] = h
+	c.m[k] = v
 }
 
-func (e *Engine) dropHead(stream string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	delete(e.heads, stream)
+func (c *Cache[V]) Drop(k string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, k)
 }
 
 func sameContent(a, b Event) bool { return a.Type == b.Type && bytes.Equal(a.Data, b.Data) }

@@ -55,6 +55,9 @@ func (b backend) Subscribe(ctx context.Context, after uint64, h eventstore.Handl
 // entry of each id. The event an entry names is read only when it is in
 // the asked stream (a retry): for another stream the entry says enough.
 func (s *Store) find(ctx context.Context, qs []eventstore.Query) ([]eventstore.Found, error) {
+	if err := s.admit(ctx); err != nil {
+		return nil, err
+	}
 	var subjects []string
 	for _, q := range qs {
 		if q.Tail {
@@ -142,7 +145,7 @@ func (s *Store) unindexedTail(ctx context.Context, q eventstore.Query, f eventst
 		if _, indexed := f.Recorded[r.ID]; indexed || !slices.Contains(q.IDs, r.ID) {
 			continue
 		}
-		if _, err := s.writeIndex(ctx, r, contentSum(eventstore.Event{ID: r.ID, Type: r.Type, Data: r.Data})); err != nil {
+		if _, err := s.writeIndex(ctx, r); err != nil {
 			return nil, err
 		}
 		out = append(out, r)
@@ -162,7 +165,7 @@ func (s *Store) settle(ctx context.Context, stream string, recs []eventstore.Rec
 			newest = r
 		}
 	}
-	_, err := s.recordHead(ctx, stream, head{revision: newest.Revision, hash: newest.Hash, seq: newest.Position}, 0)
+	_, _, err := s.recordHead(ctx, stream, head{revision: newest.Revision, hash: newest.Hash, seq: newest.Position}, 0)
 	return err
 }
 
@@ -188,9 +191,8 @@ func (s *Store) eventAt(ctx context.Context, seq uint64, id string) (eventstore.
 // one wait for their acks. Each event message carries its id as
 // Nats-Msg-Id and the first of each stream expects its stream's last
 // sequence, so a stream cannot fork and, within the duplicate window, an
-// id cannot be stored twice. Then, before the appends return, one more
-// pipelined round writes the id-index entry of each record and the head
-// of each stream.
+// id cannot be stored twice. Id-index entries and heads are the
+// indexer's (index.go).
 func (s *Store) commit(ctx context.Context, batches []*eventstore.Batch) []error {
 	errs := make([]error, len(batches))
 	futures := make([]jetstream.PubAckFuture, len(batches))
@@ -227,7 +229,13 @@ func (s *Store) commit(ctx context.Context, batches []*eventstore.Batch) []error
 		}
 	}
 	wg.Wait()
-	s.index(ctx, batches, errs)
+	var last uint64
+	for i, b := range batches {
+		if errs[i] == nil {
+			last = max(last, b.Records[len(b.Records)-1].Position)
+		}
+	}
+	s.committed(last)
 	return errs
 }
 
@@ -298,80 +306,6 @@ func (s *Store) commitBatches(ctx context.Context, batches []*eventstore.Batch) 
 	return errs
 }
 
-// index writes the id-index entry of every committed record and the head
-// of every stream written, pipelined. A batch whose entries or head could
-// not be written gets an error: its retry finds its records by their ids
-// (duplicate window) or as its stream's head, and writes them then.
-func (s *Store) index(ctx context.Context, batches []*eventstore.Batch, errs []error) {
-	type write struct {
-		batch int
-		fut   jetstream.PubAckFuture
-		rec   eventstore.Record // an id entry's record
-		head  bool
-	}
-	var writes []write
-	for i, b := range batches {
-		if errs[i] != nil {
-			continue
-		}
-		for _, r := range b.Records {
-			m, err := s.indexMsg(r)
-			if err == nil {
-				var f jetstream.PubAckFuture
-				if f, err = s.js.PublishMsgAsync(m); err == nil {
-					writes = append(writes, write{batch: i, fut: f, rec: r})
-				}
-			}
-			if err != nil {
-				errs[i] = backendErr(ctx, err)
-			}
-		}
-		last := b.Records[len(b.Records)-1]
-		m, err := s.headMsg(last, s.kvSeq(b.Stream))
-		if err == nil {
-			var f jetstream.PubAckFuture
-			if f, err = s.js.PublishMsgAsync(m); err == nil {
-				writes = append(writes, write{batch: i, fut: f, rec: last, head: true})
-			}
-		}
-		if err != nil {
-			errs[i] = backendErr(ctx, err)
-		}
-	}
-	for _, w := range writes {
-		var err error
-		select {
-		case ack := <-w.fut.Ok():
-			if w.head {
-				s.setKVSeq(w.rec.Stream, ack.Sequence)
-			}
-		case err = <-w.fut.Err():
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-		if err == nil {
-			continue
-		}
-		// Someone else wrote the subject: look, then decide.
-		if !isWrongLastSeq(err) {
-			errs[w.batch] = fmt.Errorf("%w: appended at %d but: %w", eventstore.ErrUnavailable, w.rec.Position, backendErr(ctx, err))
-			continue
-		}
-		if w.head {
-			h := head{revision: w.rec.Revision, hash: w.rec.Hash, seq: w.rec.Position}
-			var seq uint64
-			if seq, err = s.recordHead(ctx, w.rec.Stream, h, 0); err == nil {
-				s.setKVSeq(w.rec.Stream, seq)
-			}
-		} else {
-			_, err = s.writeIndex(ctx, w.rec, contentSum(eventstore.Event{ID: w.rec.ID, Type: w.rec.Type, Data: w.rec.Data}))
-		}
-		if err != nil {
-			errs[w.batch] = fmt.Errorf("%w: appended at %d but: %w", eventstore.ErrUnavailable, w.rec.Position, err)
-		}
-	}
-}
-
 // indexMsg is the id-index message of a stored record, expecting the id's
 // subject to be empty.
 func (s *Store) indexMsg(r eventstore.Record) (*nats.Msg, error) {
@@ -385,61 +319,53 @@ func (s *Store) indexMsg(r eventstore.Record) (*nats.Msg, error) {
 	return m, nil
 }
 
-// indexOutcome is what writeIndex found.
-type indexOutcome int
-
-const (
-	indexWritten  indexOutcome = iota // the entry is new
-	indexPresent                      // the same entry was there
-	indexConflict                     // an entry for another record was there
-)
-
 // writeIndex writes the id-index entry of a stored record, expecting the
-// id's subject to be empty. An entry there already for the same record is
-// fine. One for another record means the id was recorded twice, which the
+// id's subject to be empty, and reports whether it wrote it. An entry
+// there already for the same record is fine. One for another record means the id was recorded twice, which the
 // duplicate window and the id lookup exist to prevent: it is logged and
 // counted, but not an error, as the record is stored and cannot be taken
 // back.
-func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record, sum string) (indexOutcome, error) {
+func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record) (bool, error) {
 	subj := s.idSubject(rec.ID)
+	sum := contentSum(eventstore.Event{ID: rec.ID, Type: rec.Type, Data: rec.Data})
 	for attempt := 1; ; attempt++ {
 		m, err := s.indexMsg(rec)
 		if err != nil {
-			return 0, err
+			return false, err
 		}
 		pctx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		_, err = s.js.PublishMsg(pctx, m)
 		cancel()
 		if err == nil {
-			return indexWritten, nil
+			return true, nil
 		}
 		if !isWrongLastSeq(err) {
-			return 0, fmt.Errorf("index event %s: %w", rec.ID, backendErr(ctx, err))
+			return false, fmt.Errorf("index event %s: %w", rec.ID, backendErr(ctx, err))
 		}
 		got, ok, err := s.leaderGet(ctx, s.cfg.Stream, directReq{LastFor: subj})
 		if err != nil {
-			return 0, fmt.Errorf("index event %s: %w", rec.ID, err)
+			return false, fmt.Errorf("index event %s: %w", rec.ID, err)
 		}
 		if ok {
 			var e idEntry
 			if err := json.Unmarshal(got.data, &e); err != nil {
-				return 0, fmt.Errorf("id index of %s: %w", rec.ID, err)
+				return false, fmt.Errorf("id index of %s: %w", rec.ID, err)
 			}
 			if e.sameEvent(rec, sum) {
-				return indexPresent, nil
+				return false, nil
 			}
 			s.indexConflicts.Add(1)
 			s.log.Error("event id recorded twice: the id index names another record",
 				"id", rec.ID, "stream", rec.Stream, "revision", rec.Revision, "position", rec.Position,
 				"indexed_stream", e.Stream, "indexed_revision", e.Revision, "indexed_position", e.Seq)
-			return indexConflict, nil
+			return false, nil
 		}
 		// Still being written (a clustered write in flight): look again.
 		if attempt == maxAttempts {
-			return 0, fmt.Errorf("index event %s: still contended after %d attempts: %w", rec.ID, attempt, eventstore.ErrUnavailable)
+			return false, fmt.Errorf("index event %s: still contended after %d attempts: %w", rec.ID, attempt, eventstore.ErrUnavailable)
 		}
 		if err := eventstore.Sleep(ctx, eventstore.ConflictBackoff(attempt)); err != nil {
-			return 0, fmt.Errorf("index event %s: %w", rec.ID, backendErr(ctx, err))
+			return false, fmt.Errorf("index event %s: %w", rec.ID, backendErr(ctx, err))
 		}
 	}
 }
@@ -459,31 +385,6 @@ func classify(ctx context.Context, err error) error {
 	return backendErr(ctx, err)
 }
 
-// kvSeqs remembers the sequence of each stream's last head write, so the
-// next write expects it without reading the key first. Bounded: when
-// full, an arbitrary entry goes (its next write reads the key).
-type kvSeqs struct {
-	mu sync.Mutex
-	m  map[string]uint64
-}
-
-func (s *Store) kvSeq(stream string) uint64 {
-	s.kvs.mu.Lock()
-	defer s.kvs.mu.Unlock()
-	return s.kvs.m[stream]
-}
-
-func (s *Store) setKVSeq(stream string, seq uint64) {
-	s.kvs.mu.Lock()
-	defer s.kvs.mu.Unlock()
-	if s.kvs.m == nil {
-		s.kvs.m = map[string]uint64{}
-	}
-	if _, ok := s.kvs.m[stream]; !ok && len(s.kvs.m) >= 100_000 {
-		for k := range s.kvs.m {
-			delete(s.kvs.m, k)
-			break
-		}
-	}
-	s.kvs.m[stream] = seq
-}
+// kvSeq is a stream's last head write, remembered so that the next one
+// expects it without reading the key first.
+type kvSeq struct{ seq, revision uint64 }

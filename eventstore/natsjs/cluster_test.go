@@ -438,5 +438,5 @@ func leaderLoss(t *testing.T, p lossPlan) {
 	if n := s.IndexConflicts(); n != 0 {
 		t.Fatalf("%d events found indexed to another record", n)
 	}
-	t.Logf("%d id-index entries repaired", s.IndexRepairs())
+	t.Logf("%d id-index entries written", s.Indexed())
 }

@@ -31,7 +31,7 @@ func (s *Store) IDSubject(id string) string { return s.idSubject(id) }
 func (s *Store) HeadSubject(stream string) string { return s.headSubject(stream) }
 
 // WithoutRepairer returns cfg for a store that does not run the id index
-// repairer, so that tests can leave an event unindexed.
+// indexer, so that tests can leave an event unindexed.
 func WithoutRepairer(cfg Config) Config {
 	cfg.noRepair = true
 	return cfg
@@ -73,12 +73,12 @@ func (s *Store) AppendUnindexed(ctx context.Context, stream string, ev eventstor
 	return sealed[0], nil
 }
 
-// RepairEvery returns cfg for a store whose repairer saves its checkpoint
+// RepairEvery returns cfg for a store whose indexer saves its checkpoint
 // every d rather than every few seconds.
 func RepairEvery(cfg Config, d time.Duration) Config {
 	cfg.repairEvery = d
 	return cfg
 }
 
-// RepairCheckpointKey is the heads bucket key of the repairer's checkpoint.
-const RepairCheckpointKey = repairKey
+// RepairCheckpointKey is the heads bucket key of the indexer's checkpoint.
+const RepairCheckpointKey = indexKey

@@ -8,6 +8,7 @@
 package natsjs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,12 +46,11 @@ type Config struct {
 
 	// Set only by tests (export_test.go): a stream that allows deleting
 	// and purging messages, and a shorter duplicate window, so tests can
-	// tamper with it; a store that does not run the index repairer; single
-	// publishes on a replicated stream.
+	// tamper with it; a store that runs no indexer.
 	allowDelete bool
 	dupWindow   time.Duration
 	noRepair    bool
-	repairEvery time.Duration // how often the repairer saves its checkpoint
+	repairEvery time.Duration // how often the indexer saves its checkpoint
 }
 
 const (
@@ -81,14 +81,15 @@ type Store struct {
 	js      jetstream.JetStream
 	kv      jetstream.KeyValue // recorded heads
 	evAll   string             // <prefix>.ev.>
-	kvs     kvSeqs
+	kvs     eventstore.Cache[kvSeq]
 	replies replyMux
 
 	stop      chan struct{}
 	workers   sync.WaitGroup
 	closeOnce sync.Once
 
-	indexRepairs   atomic.Uint64 // id-index entries the repairer wrote
+	ix             indexState
+	indexed        atomic.Uint64 // id-index entries the indexer wrote
 	indexConflicts atomic.Uint64 // ids found indexed to another record
 }
 
@@ -118,6 +119,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		log:   log,
 		evAll: cfg.SubjectPrefix + ".ev.>",
 		stop:  make(chan struct{}),
+		ix:    indexState{wake: make(chan struct{})},
+		kvs:   eventstore.Cache[kvSeq]{Max: 100_000},
 	}
 	var err error
 	if len(cfg.URLs) == 0 {
@@ -132,7 +135,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open natsjs: %w", backendErr(ctx, err))
 	}
-	if s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(asyncMaxPending)); err != nil {
+	if s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(asyncMaxPending),
+		// An ack a dying leader never sends fails the publish.
+		jetstream.WithPublishAsyncTimeout(attemptTimeout)); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open natsjs: %w", err)
 	}
@@ -150,10 +155,44 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		MaxBatchEvents: maxBatchMsgs,
 	})
 	if !cfg.noRepair {
-		s.workers.Add(1)
-		go s.repairLoop()
+		if err := s.startIndexer(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// startIndexer runs the indexer. Appends wait until it has passed the
+// events stored before now: one left unindexed by a writer that stopped
+// may be past the duplicate window already.
+func (s *Store) startIndexer(ctx context.Context) error {
+	done, err := s.loadCheckpoint(ctx)
+	if err != nil {
+		return fmt.Errorf("open natsjs: %w", err)
+	}
+	last, err := s.LastPosition(ctx)
+	if err != nil {
+		return fmt.Errorf("open natsjs: %w", err)
+	}
+	s.ix.done = done
+	if last > done {
+		s.ix.pending = []lagMark{{pos: last}}
+	}
+	ictx, cancel := context.WithCancel(context.Background())
+	s.workers.Add(2)
+	go func() {
+		defer s.workers.Done()
+		defer cancel()
+		<-s.stop
+	}()
+	go s.indexLoop(ictx)
+	return nil
+}
+
+// dupWindow is how long the server remembers a message id.
+func (s *Store) dupWindow() time.Duration {
+	return cmp.Or(s.cfg.dupWindow, 10*time.Minute)
 }
 
 func checkConfig(cfg Config) error {
@@ -234,13 +273,9 @@ func (s *Store) connect() error {
 
 func (s *Store) streamConfig() jetstream.StreamConfig {
 	p := s.cfg.SubjectPrefix
-	// Single-event appends rely on the window to refuse an id that is
-	// being written to two streams at once (appendSingle); the id index
-	// covers the time after it.
-	dup := 10 * time.Minute
-	if s.cfg.dupWindow > 0 {
-		dup = s.cfg.dupWindow
-	}
+	// The window refuses an id written again before the indexer has
+	// indexed it (index.go); the id index covers the time after it.
+	dup := s.dupWindow()
 	return jetstream.StreamConfig{
 		Name:        s.cfg.Stream,
 		Description: "Activity History event store",

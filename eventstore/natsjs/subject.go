@@ -71,7 +71,7 @@ type idEntry struct {
 	Revision uint64 `json:"revision"`
 	Sum      string `json:"sum"`
 	// Seq is the event's stream sequence. Written apart from its event
-	// (single-event appends, the repairer); 0 in an atomic batch, where
+	// (by the indexer, single-event appends); 0 in an atomic batch, where
 	// the event is the message just before the entry.
 	Seq uint64 `json:"seq,omitempty"`
 }
