@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -125,21 +126,12 @@ type attemptResult struct {
 
 // NewEngine starts an Engine on b; Close stops it.
 func NewEngine(b Backend, cfg EngineConfig) *Engine {
-	def := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&cfg.MaxBatchEvents, 1000)
-	def(&cfg.MaxGroupEvents, 4000)
-	def(&cfg.MaxGroupBytes, 8<<20)
-	def(&cfg.Workers, 2)
-	if cfg.AttemptTimeout <= 0 {
-		cfg.AttemptTimeout = 5 * time.Second
-	}
-	if cfg.AppendTimeout <= 0 {
-		cfg.AppendTimeout = 30 * time.Second
-	}
+	cfg.MaxBatchEvents = cmp.Or(cfg.MaxBatchEvents, 1000)
+	cfg.MaxGroupEvents = cmp.Or(cfg.MaxGroupEvents, 4000)
+	cfg.MaxGroupBytes = cmp.Or(cfg.MaxGroupBytes, 8<<20)
+	cfg.Workers = cmp.Or(cfg.Workers, 2)
+	cfg.AttemptTimeout = cmp.Or(cfg.AttemptTimeout, 5*time.Second)
+	cfg.AppendTimeout = cmp.Or(cfg.AppendTimeout, 30*time.Second)
 	e := &Engine{b: b, cfg: cfg, busy: map[string]bool{}, heads: Cache[Head]{Max: 100_000}}
 	e.cond = sync.NewCond(&e.mu)
 	for range cfg.Workers {
@@ -313,13 +305,13 @@ type work struct {
 	slots []slot // of the parts that write
 }
 
-// slot is where a part's new records are: batch.Records[from:to] fill
-// recs at freshAt.
+// slot is where a part's new records are: from batch.Records[from] on,
+// they fill recs at freshAt.
 type slot struct {
-	p        *pending
-	recs     []Record
-	freshAt  []int
-	from, to int
+	p       *pending
+	recs    []Record
+	freshAt []int
+	from    int
 }
 
 // take waits for queued appends and takes those that can go together:
@@ -504,7 +496,7 @@ func (e *Engine) seal(w *work, f Found) bool {
 		head = &Head{Stream: p.stream, Revision: last.Revision, Hash: last.Hash}
 		from := len(w.batch.Records)
 		w.batch.Records = append(w.batch.Records, sealed...)
-		w.slots = append(w.slots, slot{p: p, recs: recs, freshAt: freshAt, from: from, to: len(w.batch.Records)})
+		w.slots = append(w.slots, slot{p: p, recs: recs, freshAt: freshAt, from: from})
 	}
 	return len(w.slots) > 0
 }
