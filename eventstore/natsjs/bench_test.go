@@ -55,6 +55,16 @@ func runAppends(b *testing.B, s *natsjs.Store, streams, writers int) {
 	data := make([]byte, 512)
 	ctx := context.Background()
 	run := rand.Text()[:8] // the store may have seen other runs' ids
+	parallel(b, writers, func(i int64) error {
+		ev := eventstore.Event{ID: fmt.Sprintf("ev-%s-%d", run, i), Type: "Bench", Data: data}
+		_, err := s.Append(ctx, fmt.Sprintf("stream-%s-%d", run, i%int64(streams)), eventstore.Any, ev)
+		return err
+	})
+}
+
+// parallel runs op for 1..b.N from writers goroutines and reports the
+// rate and the CPU time per op.
+func parallel(b *testing.B, writers int, op func(i int64) error) {
 	var next atomic.Int64
 	b.ResetTimer()
 	cpu0 := cpuTime()
@@ -66,8 +76,7 @@ func runAppends(b *testing.B, s *natsjs.Store, streams, writers int) {
 				if i > int64(b.N) {
 					return
 				}
-				ev := eventstore.Event{ID: fmt.Sprintf("ev-%s-%d", run, i), Type: "Bench", Data: data}
-				if _, err := s.Append(ctx, fmt.Sprintf("stream-%s-%d", run, i%int64(streams)), eventstore.Any, ev); err != nil {
+				if err := op(i); err != nil {
 					b.Error(err)
 					return
 				}
@@ -172,24 +181,8 @@ func benchRawPublish(b *testing.B, syncAlways bool, writers int) {
 		b.Fatal(err)
 	}
 	data := make([]byte, 512)
-	var next atomic.Int64
-	b.ResetTimer()
-	cpu0 := cpuTime()
-	var wg sync.WaitGroup
-	for range writers {
-		wg.Go(func() {
-			for {
-				i := next.Add(1)
-				if i > int64(b.N) {
-					return
-				}
-				if _, err := js.Publish(ctx, fmt.Sprintf("raw.%d", i%1000), data); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	reportRate(b, cpu0)
+	parallel(b, writers, func(i int64) error {
+		_, err := js.Publish(ctx, fmt.Sprintf("raw.%d", i%1000), data)
+		return err
+	})
 }
