@@ -24,7 +24,8 @@ type Model interface {
 // dropped, before and after the checkpoint moves. A read that began before
 // an apply finished is not cached. Only first pages (no cursor) are kept:
 // they are what a hot target is asked for again and again; deeper pages go
-// to the read model. The documents it returns are shared: read-only.
+// to the read model, and so do filtered ones. The entries it returns are
+// shared: read-only.
 type PageCache struct {
 	Model
 	max int64 // bytes of documents
@@ -41,10 +42,10 @@ type cachedTarget struct {
 	pages   map[int]cachedPage
 }
 
-// cachedPage is a first page of limit documents.
+// cachedPage is a first page of limit entries.
 type cachedPage struct {
 	gen  uint64
-	docs [][]byte
+	page activity.Page
 	size int64
 }
 
@@ -101,13 +102,14 @@ func (c *PageCache) dropPages(ct *cachedTarget) {
 	ct.pages = nil
 }
 
-// Page serves a first page from the cache when it can, otherwise from the
-// read model, keeping the answer when no apply touched the target
-// meanwhile.
-func (c *PageCache) Page(ctx context.Context, targetID, before string, limit int) ([][]byte, bool, error) {
-	if before != "" || c.max <= 0 {
-		return c.Model.Page(ctx, targetID, before, limit)
+// Page serves an unfiltered first page from the cache when it can,
+// otherwise from the read model, keeping the answer when no apply touched
+// the target meanwhile.
+func (c *PageCache) Page(ctx context.Context, targetID string, q activity.PageQuery) (activity.Page, error) {
+	if q.Before != "" || !q.Filter.IsZero() || q.MaxScan != 0 || c.max <= 0 {
+		return c.Model.Page(ctx, targetID, q)
 	}
+	limit := q.Limit
 	c.mu.Lock()
 	ct := c.targets[targetID]
 	if ct == nil {
@@ -116,25 +118,25 @@ func (c *PageCache) Page(ctx context.Context, targetID, before string, limit int
 	}
 	if p, ok := ct.pages[limit]; ok && ct.pending == 0 && p.gen == ct.gen {
 		c.mu.Unlock()
-		return p.docs, true, nil
+		return p.page, nil
 	}
 	gen, cacheable := ct.gen, ct.pending == 0
 	c.mu.Unlock()
 
-	docs, found, err := c.Model.Page(ctx, targetID, before, limit)
+	page, err := c.Model.Page(ctx, targetID, q)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Keep it only if the target did not change, nor its state get
 	// replaced, meanwhile.
-	if err == nil && found && cacheable && c.targets[targetID] == ct && ct.gen == gen && ct.pending == 0 {
-		c.store(ct, limit, cachedPage{gen: gen, docs: docs, size: pageSize(docs)}, targetID)
+	if err == nil && page.Found && cacheable && c.targets[targetID] == ct && ct.gen == gen && ct.pending == 0 {
+		c.store(ct, limit, cachedPage{gen: gen, page: page, size: pageSize(page.Entries)}, targetID)
 	}
 	// A state with nothing in it goes, so that reads of targets without
 	// history cannot grow the map.
 	if c.targets[targetID] == ct && ct.pending == 0 && len(ct.pages) == 0 {
 		delete(c.targets, targetID)
 	}
-	return docs, found, err
+	return page, err
 }
 
 // store keeps p as ct's page of limit, evicting other targets' pages to
@@ -159,10 +161,10 @@ func (c *PageCache) store(ct *cachedTarget, limit int, p cachedPage, targetID st
 	c.size += p.size
 }
 
-func pageSize(docs [][]byte) int64 {
-	n := int64(64)
-	for _, d := range docs {
-		n += int64(len(d)) + 24
+func pageSize(entries []activity.Entry) int64 {
+	n := int64(96)
+	for _, e := range entries {
+		n += int64(len(e.Key)+len(e.Doc)) + 40
 	}
 	return n
 }

@@ -44,8 +44,8 @@ type gated struct {
 	applied   chan struct{}
 }
 
-func (g *gated) Page(ctx context.Context, target, before string, limit int) ([][]byte, bool, error) {
-	docs, found, err := g.Model.Page(ctx, target, before, limit)
+func (g *gated) Page(ctx context.Context, target string, q activity.PageQuery) (activity.Page, error) {
+	page, err := g.Model.Page(ctx, target, q)
 	g.mu.Lock()
 	g.pages++
 	hold, done := g.holdPage, g.readDone
@@ -55,7 +55,7 @@ func (g *gated) Page(ctx context.Context, target, before string, limit int) ([][
 		close(done)
 		<-hold
 	}
-	return docs, found, err
+	return page, err
 }
 
 func (g *gated) Apply(ctx context.Context, pos uint64, acts []activity.Activity) error {
@@ -89,11 +89,11 @@ func (g *gated) reads() int {
 
 func newest(t *testing.T, m projection.Reader, target string) string {
 	t.Helper()
-	docs, found, err := m.Page(context.Background(), target, "", 10)
-	if err != nil || !found || len(docs) == 0 {
-		t.Fatalf("page of %s: %d docs, found %v, err %v", target, len(docs), found, err)
+	p, err := m.Page(context.Background(), target, activity.PageQuery{Limit: 10})
+	if err != nil || !p.Found || len(p.Entries) == 0 {
+		t.Fatalf("page of %s: %d entries, found %v, err %v", target, len(p.Entries), p.Found, err)
 	}
-	return string(docs[0])
+	return string(p.Entries[0].Doc)
 }
 
 func doc(t *testing.T, a activity.Activity) string {
@@ -122,12 +122,18 @@ func TestPageCacheServesRepeatsAndDropsOnApply(t *testing.T) {
 	}
 	// Deeper pages are not cached.
 	for range 2 {
-		if _, _, err := c.Page(ctx, target, acts[3].SortKey(), 2); err != nil {
+		if _, err := c.Page(ctx, target, activity.PageQuery{Before: acts[3].SortKey(), Limit: 2}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := g.reads(); n != 3 {
-		t.Fatalf("read model read %d times; want 3 (deep pages are not cached)", n)
+	for range 2 {
+		q := activity.PageQuery{Limit: 10, Filter: activity.Filter{Types: []activity.Type{activity.TypeUpdate}}}
+		if _, err := c.Page(ctx, target, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := g.reads(); n != 5 {
+		t.Fatalf("read model read %d times; want 5 (deep and filtered pages are not cached)", n)
 	}
 	next := readmodeltest.Activity(target, 9, t0)
 	if err := c.Apply(ctx, 2, []activity.Activity{next}); err != nil {
@@ -214,8 +220,8 @@ func TestPageCacheStaysWithinBudget(t *testing.T) {
 	}
 	// Unknown targets leave nothing behind.
 	for i := range 100 {
-		if _, found, err := c.Page(ctx, fmt.Sprintf("no-history-%d", i), "", 10); err != nil || found {
-			t.Fatalf("unknown target: found %v, err %v", found, err)
+		if p, err := c.Page(ctx, fmt.Sprintf("no-history-%d", i), activity.PageQuery{Limit: 10}); err != nil || p.Found {
+			t.Fatalf("unknown target: found %v, err %v", p.Found, err)
 		}
 	}
 	if n := c.CachedTargets(); n > 200 {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
+	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
 )
 
 // rig is a store on a server with a listener, plus a plain JetStream
@@ -24,6 +24,7 @@ type rig struct {
 	s      *natsjs.Store
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	tam    *natsjstest.Tamperer
 }
 
 func newRig(t *testing.T, tamperable bool) rig {
@@ -34,23 +35,12 @@ func newRig(t *testing.T, tamperable bool) rig {
 		cfg = natsjs.TamperableConfig(cfg, 100*time.Millisecond)
 	}
 	s := open(t, cfg)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := js.Stream(ctxFor(t), "ACTIVITY")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rig{s: s, js: js, stream: st}
+	tam := natsjstest.NewTamperer(t, ns.ClientURL(), "ACTIVITY")
+	return rig{s: s, js: tam.JS, stream: tam.Stream, tam: tam}
 }
 
-// fill appends n events to stream, one per append, and returns the records.
+// fill appends n events to stream, one per append, and returns the
+// records once their head is recorded (the indexer's, a moment later).
 func (r rig) fill(t *testing.T, stream string, n int) []eventstore.Record {
 	t.Helper()
 	var recs []eventstore.Record
@@ -60,6 +50,9 @@ func (r rig) fill(t *testing.T, stream string, n int) []eventstore.Record {
 			t.Fatal(err)
 		}
 		recs = append(recs, res.Records...)
+	}
+	if h, err := r.s.Head(ctxFor(t), stream); err != nil || h.Revision != recs[n-1].Revision {
+		t.Fatalf("head of %q after filling it: %+v, %v", stream, h, err)
 	}
 	return recs
 }
@@ -92,41 +85,16 @@ func (r rig) wantBroken(t *testing.T, stream string, rev uint64) {
 	t.Logf("caught: %v", err)
 }
 
-// publish writes m straight to the JetStream stream, past the dedupe
-// window when m repeats a recorded event id.
+// publish writes m straight to the JetStream stream (natsjstest).
 func (r rig) publish(t *testing.T, m *nats.Msg) uint64 {
 	t.Helper()
-	ctx := ctxFor(t)
-	for {
-		ack, err := r.js.PublishMsg(ctx, m)
-		if err != nil {
-			t.Fatalf("publish to %s: %v", m.Subject, err)
-		}
-		if !ack.Duplicate {
-			return ack.Sequence
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("publish: still a duplicate")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return r.tam.Publish(t, m)
 }
 
-// message returns the stored message at seq with the event headers it
-// carries (not those of the batch it came in, nor those a get adds).
+// message returns the stored message at seq with its event headers.
 func (r rig) message(t *testing.T, seq uint64) *jetstream.RawStreamMsg {
 	t.Helper()
-	m, err := r.stream.GetMsg(ctxFor(t), seq)
-	if err != nil {
-		t.Fatalf("get message %d: %v", seq, err)
-	}
-	for h := range m.Header {
-		if strings.HasPrefix(h, "Nats-") && h != jetstream.MsgIDHeader {
-			m.Header.Del(h)
-		}
-	}
-	return m
+	return r.tam.Message(t, seq)
 }
 
 func hashOf(s string) string {
@@ -170,14 +138,7 @@ func TestTamperForgedRecord(t *testing.T) {
 
 	// Made-up headers that look right: the next revision, linked to the
 	// real head, with a hash the forger could not compute for this data.
-	forged := nats.NewMsg(r.s.EventSubject("target"))
-	forged.Header.Set(jetstream.MsgIDHeader, "forged-1")
-	forged.Header.Set("Ah-Revision", "3")
-	forged.Header.Set("Ah-Type", "TestEvent")
-	forged.Header.Set("Ah-Prev-Hash", last.Hash)
-	forged.Header.Set("Ah-Hash", hashOf("forged"))
-	forged.Data = []byte(`{"forged":true}`)
-	r.publish(t, forged)
+	r.publish(t, natsjstest.Forged(r.s.EventSubject("target"), 3, last.Hash))
 	r.wantBroken(t, "target", 3)
 	if _, err := eventstore.Verify(ctxFor(t), r.s, "target", nil); !errors.Is(err, eventstore.ErrChainBroken) {
 		t.Fatalf("chain alone: %v, want a broken chain", err)
@@ -275,7 +236,11 @@ func TestTamperDeletedRecords(t *testing.T) {
 	// The newest records, id-index messages included.
 	tail := r.fill(t, "tail", 5)
 	for _, rec := range tail[2:] {
-		for _, seq := range []uint64{rec.Position, rec.Position + 1} {
+		idx, err := r.stream.GetLastMsgForSubject(ctx, r.s.IDSubject(rec.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, seq := range []uint64{rec.Position, idx.Sequence} {
 			if err := r.stream.SecureDeleteMsg(ctx, seq); err != nil {
 				t.Fatal(err)
 			}
@@ -372,6 +337,9 @@ func TestRetryRecordsMissingHead(t *testing.T) {
 	first, err := r.s.Append(ctx, "late", eventstore.NoStream, evs...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if h, err := r.s.Head(ctx, "late"); err != nil || h.Revision != 2 {
+		t.Fatalf("head after the append: %+v, %v", h, err)
 	}
 	// Put the recorded head back to revision 0, as if the write of the
 	// newer head had never happened.
