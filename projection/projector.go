@@ -16,7 +16,7 @@ import (
 )
 
 const (
-	defaultBatchSize = 500
+	defaultBatchSize = 1000
 	// Retries of a failing read model or subscription back off from
 	// retryMin, doubling up to retryMax, for as long as ctx lasts: the
 	// projector waits out an outage instead of taking the process down.
@@ -29,8 +29,19 @@ type ProjectorOptions struct {
 	Logger *slog.Logger
 	// Registerer receives the projector's metrics; nil registers none.
 	Registerer prometheus.Registerer
-	// BatchSize is the most activities per ReadModel.Apply; default 500.
+	// BatchSize is the most activities per ReadModel.Apply; default 1000.
 	BatchSize int
+	// Lease, when set, makes this projector apply only while it holds the
+	// lease, to the model of its term (the model given to NewProjector is
+	// then not written). Without one it applies whenever it runs.
+	Lease Lease
+	// Head, when set, gives the store's last position, for the lag metrics.
+	Head HeadReader
+}
+
+// HeadReader reads the global position of the store's last record.
+type HeadReader interface {
+	LastPosition(ctx context.Context) (uint64, error)
 }
 
 // Projector follows the event store in global order and applies every
@@ -40,7 +51,14 @@ type Projector struct {
 	model   ReadModel
 	log     *slog.Logger
 	batch   int
+	lease   Lease
+	head    HeadReader
 	metrics projectorMetrics
+
+	// Of the current term; used by Run's goroutine only.
+	term     ReadModel
+	termPos  uint64
+	lastSeen uint64 // highest position delivered
 
 	mu       sync.Mutex
 	pos      uint64        // last applied position
@@ -54,6 +72,8 @@ func NewProjector(store eventstore.Store, model ReadModel, opts ProjectorOptions
 		model:    model,
 		log:      opts.Logger,
 		batch:    opts.BatchSize,
+		lease:    opts.Lease,
+		head:     opts.Head,
 		metrics:  newProjectorMetrics(opts.Registerer),
 		advanced: make(chan struct{}),
 	}
@@ -66,24 +86,55 @@ func NewProjector(store eventstore.Store, model ReadModel, opts ProjectorOptions
 	return p
 }
 
-// Run resumes from the read model's checkpoint and applies every record
-// after it, then follows new records live. Failures of the read model or
-// of the subscription are logged and retried with backoff; Run returns nil
+// Run applies every record after the read model's checkpoint, then
+// follows new records live. With a Lease it first waits to hold it, and
+// stands by again whenever it loses it. Failures of the read model or of
+// the subscription are logged and retried with backoff; Run returns nil
 // when ctx ends.
 func (p *Projector) Run(ctx context.Context) error {
-	var from uint64
+	if p.head != nil {
+		go p.watchLag(ctx)
+	}
+	if p.lease == nil {
+		p.metrics.leader.Set(1)
+		p.runTerm(ctx, p.model)
+		return nil
+	}
+	for ctx.Err() == nil {
+		term, err := p.lease.Acquire(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Error("projector lease", "err", err)
+				_ = sleep(ctx, retryMin)
+			}
+			continue
+		}
+		p.metrics.leader.Set(1)
+		p.runTerm(term.Ctx, term.Model)
+		p.metrics.leader.Set(0)
+		term.Release()
+		if ctx.Err() == nil {
+			p.log.Warn("projector lease term over; standing by")
+		}
+	}
+	return nil
+}
+
+// runTerm applies to model until ctx ends or model is fenced off.
+func (p *Projector) runTerm(ctx context.Context, model ReadModel) {
+	p.term = model
 	err := p.retry(ctx, "checkpoint", func() error {
 		var err error
-		from, err = p.model.Checkpoint(ctx)
+		p.termPos, err = model.Checkpoint(ctx)
 		return err
 	})
 	if err != nil {
-		return nil // ctx ended
+		return // ctx ended
 	}
-	p.advance(from)
-	p.log.Info("projector resuming", "position", from)
+	p.advance(p.termPos)
+	p.log.Info("projector resuming", "position", p.termPos)
 	_ = p.retry(ctx, "subscribe", func() error {
-		err := p.store.Subscribe(ctx, p.Position(), p.handle)
+		err := p.store.Subscribe(ctx, p.termPos, p.handle)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -92,7 +143,6 @@ func (p *Projector) Run(ctx context.Context) error {
 		}
 		return err
 	})
-	return nil
 }
 
 // Position is the last applied position: 0 until Run has read the
@@ -136,16 +186,15 @@ func (p *Projector) advance(pos uint64) {
 // activities. Records it cannot use are skipped, never fatal: a read
 // model that stops at one odd event is worse than one missing it.
 func (p *Projector) handle(ctx context.Context, recs []eventstore.Record) error {
-	applied := p.Position()
 	acts := make([]activity.Activity, 0, min(len(recs), p.batch))
-	var last uint64
+	var last eventstore.Record
 	flush := func() error {
-		if last == 0 {
+		if last.Position == 0 {
 			return nil
 		}
 		err := p.retry(ctx, "apply", func() error {
 			start := time.Now()
-			if err := p.model.Apply(ctx, last, acts); err != nil {
+			if err := p.term.Apply(ctx, last.Position, acts); err != nil {
 				return err
 			}
 			p.metrics.duration.Observe(time.Since(start).Seconds())
@@ -155,16 +204,24 @@ func (p *Projector) handle(ctx context.Context, recs []eventstore.Record) error 
 			return err
 		}
 		p.metrics.applied.Add(float64(len(acts)))
-		p.advance(last)
+		p.metrics.batch.Observe(float64(len(acts)))
+		if !last.RecordedAt.IsZero() {
+			lag := max(time.Since(last.RecordedAt).Seconds(), 0)
+			p.metrics.lagSeconds.Set(lag)
+			p.metrics.lag.Observe(lag)
+		}
+		p.termPos = last.Position
+		p.advance(last.Position)
 		// A fresh slice: the model may keep the one it was given.
-		acts, last = make([]activity.Activity, 0, cap(acts)), 0
+		acts, last = make([]activity.Activity, 0, cap(acts)), eventstore.Record{}
 		return nil
 	}
 	for _, r := range recs {
-		if r.Position <= applied {
+		if r.Position <= p.termPos {
 			continue // delivered again: already in the read model
 		}
-		last = r.Position
+		last = r
+		p.seen(r.Position)
 		a, err := activity.DecodeEvent(r.Type, r.Data)
 		switch {
 		case err != nil && r.Type != activity.EventRecorded:
@@ -188,6 +245,39 @@ func (p *Projector) handle(ctx context.Context, recs []eventstore.Record) error 
 	return flush()
 }
 
+// seen notes the highest position delivered, for the lag in events.
+func (p *Projector) seen(pos uint64) {
+	p.mu.Lock()
+	p.lastSeen = max(p.lastSeen, pos)
+	p.mu.Unlock()
+}
+
+// watchLag sets the lag in events from the store's head every second,
+// and the lag in seconds to 0 once caught up.
+func (p *Projector) watchLag(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		head, err := p.head.LastPosition(ctx)
+		if err != nil {
+			continue
+		}
+		p.mu.Lock()
+		head = max(head, p.lastSeen)
+		lag := head - min(head, p.pos)
+		p.mu.Unlock()
+		p.metrics.lagEvents.Set(float64(lag))
+		if lag == 0 {
+			p.metrics.lagSeconds.Set(0)
+		}
+	}
+}
+
 // retry runs op until it succeeds or ctx ends, logging each failure and
 // backing off between attempts. It returns ctx.Err() when ctx ended.
 func (p *Projector) retry(ctx context.Context, what string, op func() error) error {
@@ -205,6 +295,11 @@ func (p *Projector) retry(ctx context.Context, what string, op func() error) err
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, ErrFenced) {
+			// Another projector or generation took over: end the term.
+			p.log.Warn("projector fenced off", "op", what, "err", err)
+			return err
 		}
 		p.metrics.errors.WithLabelValues(what).Inc()
 		p.log.Error("projector "+what+" failed, retrying",
@@ -224,8 +319,13 @@ type projectorMetrics struct {
 	applied  prometheus.Counter
 	skipped  *prometheus.CounterVec
 	errors   *prometheus.CounterVec
-	duration prometheus.Histogram
-	position prometheus.Gauge
+	duration   prometheus.Histogram
+	position   prometheus.Gauge
+	batch      prometheus.Histogram
+	lag        prometheus.Histogram
+	lagSeconds prometheus.Gauge
+	lagEvents  prometheus.Gauge
+	leader     prometheus.Gauge
 }
 
 // newProjectorMetrics registers with reg; with nil the metrics are kept
@@ -253,6 +353,28 @@ func newProjectorMetrics(reg prometheus.Registerer) projectorMetrics {
 		position: f.NewGauge(prometheus.GaugeOpts{
 			Name: "activityhistory_projector_position",
 			Help: "Global position of the last applied event.",
+		}),
+		batch: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "activityhistory_projector_batch_size",
+			Help:    "Activities per batch applied to the read model.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000},
+		}),
+		lag: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "activityhistory_projector_lag_seconds",
+			Help:    "Time from an event being recorded to its batch being applied, per batch (newest event of the batch).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		lagSeconds: f.NewGauge(prometheus.GaugeOpts{
+			Name: "activityhistory_projector_lag_current_seconds",
+			Help: "Age of the newest event of the last applied batch; 0 once caught up with the store.",
+		}),
+		lagEvents: f.NewGauge(prometheus.GaugeOpts{
+			Name: "activityhistory_projector_lag_events",
+			Help: "Events recorded in the store and not yet applied (store head minus position).",
+		}),
+		leader: f.NewGauge(prometheus.GaugeOpts{
+			Name: "activityhistory_projector_lease_held",
+			Help: "1 while this process holds the projector lease and applies; 0 on standby.",
 		}),
 	}
 }
