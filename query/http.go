@@ -51,6 +51,7 @@ func NewEngine(svc *Service, deps EngineDeps) *Engine {
 	e.RedirectFixedPath = false
 	h := handlers{svc: svc}
 	api := e.Group(APIPath, deps.Middleware...)
+	api.Use(h.await)
 	api.GET("", h.history)
 	api.GET("/:id", h.get)
 	return &Engine{FoldedEngine: &httpapi.FoldedEngine{Engine: e, Prefix: APIPath}}
@@ -149,6 +150,45 @@ func (h handlers) get(c *gin.Context) {
 	c.Data(http.StatusOK, jsonContentType, doc)
 }
 
+// MinPositionHeader asks a read to wait until the read model has applied
+// the position, as the minPosition parameter does.
+const MinPositionHeader = "X-Min-Position"
+
+// await holds a read until the read model has applied what it needs: the
+// position the client asked for (header or parameter; the higher counts)
+// and what the store held at start.
+func (h handlers) await(c *gin.Context) {
+	var want uint64
+	bad := map[string][]string{}
+	if v := c.GetHeader(MinPositionHeader); v != "" {
+		n, err := ParsePosition(v)
+		if err != nil {
+			bad[MinPositionHeader] = []string{err.Error()}
+		}
+		want = n
+	}
+	switch v, ok := param(c.Request.URL.Query(), "minPosition"); {
+	case !ok:
+		bad["minPosition"] = []string{"must be given once"}
+	case v != "":
+		n, err := ParsePosition(v)
+		if err != nil {
+			bad["minPosition"] = []string{err.Error()}
+		}
+		want = max(want, n)
+	}
+	if len(bad) > 0 {
+		h.fail(c, &activity.ValidationError{Fields: bad})
+		return
+	}
+	if err := h.svc.Await(c.Request.Context(), want); err != nil {
+		logQuery(c, []slog.Attr{slog.String("query", "await"), slog.Uint64("minPosition", want)}, err)
+		h.fail(c, err)
+		return
+	}
+	c.Next()
+}
+
 // fail maps every error of the query side to its HTTP answer.
 func (h handlers) fail(c *gin.Context, err error) {
 	var bad *activity.ValidationError
@@ -161,6 +201,10 @@ func (h handlers) fail(c *gin.Context, err error) {
 			msg = "no activity with this id"
 		}
 		httpapi.Error(c, http.StatusNotFound, msg, nil)
+	case errors.Is(err, ErrBehind):
+		httpapi.Logger(c).Warn("read model behind", "err", err)
+		c.Header("Retry-After", strconv.Itoa(int(RetryAfter/time.Second)))
+		httpapi.Error(c, http.StatusServiceUnavailable, "", nil)
 	default:
 		httpapi.Internal(c, err)
 	}
@@ -175,6 +219,8 @@ func outcome(err error) string {
 		return "invalid"
 	case errors.Is(err, ErrNotFound):
 		return "notFound"
+	case errors.Is(err, ErrBehind):
+		return "behind"
 	default:
 		return "error"
 	}

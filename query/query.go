@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/council/activityhistory/activity"
 )
@@ -43,6 +44,16 @@ type Options struct {
 	DefaultPageSize int
 	// MaxPageSize is the largest page a client may ask for (1000 when zero).
 	MaxPageSize int
+	// Applied tells how far the read model has applied the event store;
+	// nil turns read-your-writes and the start gate off.
+	Applied Waiter
+	// StartPosition, when set, gives the event store's position as of
+	// start: history and by-id reads answer ErrBehind until the read model
+	// has applied it, rather than a partial history or a false not-found.
+	StartPosition func(ctx context.Context) (uint64, error)
+	// ReadWaitMax bounds how long a read waits for the read model
+	// (DefaultReadWaitMax when zero).
+	ReadWaitMax time.Duration
 }
 
 // Service holds the read use cases.
@@ -52,6 +63,7 @@ type Service struct {
 	v               *activity.Validator
 	defaultPageSize int
 	maxPageSize     int
+	progress        *progress
 }
 
 // New returns a Service reading from r. It fails on a missing reader, a
@@ -65,7 +77,7 @@ func New(r Reader, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("query: %w", err)
 	}
 	s := &Service{r: r, cursors: cs, v: opts.Validator,
-		defaultPageSize: opts.DefaultPageSize, maxPageSize: opts.MaxPageSize}
+		defaultPageSize: opts.DefaultPageSize, maxPageSize: opts.MaxPageSize, progress: newProgress(opts)}
 	if s.v == nil {
 		if s.v, err = activity.NewValidator(activity.Rules{}); err != nil {
 			return nil, fmt.Errorf("query: default validator: %w", err)

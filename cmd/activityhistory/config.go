@@ -13,21 +13,23 @@ import (
 
 // config is everything serve needs, from flags or the environment.
 type config struct {
-	Roles            []string
-	HTTPAddr         string
-	DataDir          string
-	EventStoreURL    string
-	EventStoreRepl   int
-	EventStoreSync   string
-	RedisURL         string
-	RedisPrefix      string
-	RedisCluster     bool
-	TargetIDFormat   string
-	ExtraTargetTypes []string
-	CursorSecret     string
-	LogLevel         string
-	LogFormat        string
-	ShutdownTimeout  time.Duration
+	Roles             []string
+	HTTPAddr          string
+	DataDir           string
+	EventStoreURL     string
+	EventStoreRepl    int
+	EventStoreSync    string
+	RedisURL          string
+	RedisPrefix       string
+	RedisCluster      bool
+	TargetIDFormat    string
+	ExtraTargetTypes  []string
+	CursorSecret      string
+	LogLevel          string
+	LogFormat         string
+	ShutdownTimeout   time.Duration
+	ReadWaitMax       time.Duration
+	ProjectorLeaseTTL time.Duration
 
 	AuthDisabled      bool
 	AuthDev           bool
@@ -146,6 +148,8 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	e.str(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
 	e.duration(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 15*time.Second, "how long to drain requests on SIGTERM")
+	e.duration(&c.ReadWaitMax, "read-wait-max", "READ_WAIT_MAX", 2*time.Second, "how long a read waits for the read model to apply minPosition (or the store's position as of start) before answering 503")
+	e.duration(&c.ProjectorLeaseTTL, "projector-lease-ttl", "PROJECTOR_LEASE_TTL", 10*time.Second, "with Redis, one projector applies at a time; a standby takes over within this time of its death")
 	e.boolean(&c.AuthDisabled, "auth-disabled", "AUTH_DISABLED", false, "turn authentication off (logs a warning at every start)")
 	e.boolean(&c.AuthDev, "dev-auth", "AUTH_DEV", false, "development auth when none is configured: generate a secret under the data dir and print a token")
 	e.str(&c.AuthJWTSecret, "auth-jwt-secret", "AUTH_JWT_SECRET", "", "HS256 shared secret of user tokens (32+ bytes)")
@@ -186,6 +190,12 @@ func (c *config) check() error {
 	}
 	if c.AuthDisabled && (c.AuthJWTSecret != "" || c.AuthPublicKeys != "") {
 		errs = append(errs, errors.New("AUTH_DISABLED=true with AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEYS set: choose one"))
+	}
+	if c.ReadWaitMax <= 0 {
+		errs = append(errs, fmt.Errorf("READ_WAIT_MAX=%v: want a positive duration", c.ReadWaitMax))
+	}
+	if c.ProjectorLeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("PROJECTOR_LEASE_TTL=%v: want at least 1s", c.ProjectorLeaseTTL))
 	}
 	if c.CursorSecret != "" && len(c.CursorSecret) < 32 {
 		errs = append(errs, errors.New("CURSOR_SECRET: must be at least 32 bytes"))
