@@ -316,9 +316,9 @@ func (p *Projector) retry(ctx context.Context, what string, op func() error) err
 }
 
 type projectorMetrics struct {
-	applied  prometheus.Counter
-	skipped  *prometheus.CounterVec
-	errors   *prometheus.CounterVec
+	applied    prometheus.Counter
+	skipped    *prometheus.CounterVec
+	errors     *prometheus.CounterVec
 	duration   prometheus.Histogram
 	position   prometheus.Gauge
 	batch      prometheus.Histogram
