@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,6 +60,8 @@ type Projector struct {
 	term     ReadModel
 	termPos  uint64
 	lastSeen uint64 // highest position delivered
+
+	appliedN atomic.Uint64 // activities applied
 
 	mu       sync.Mutex
 	pos      uint64        // last applied position
@@ -145,6 +148,9 @@ func (p *Projector) runTerm(ctx context.Context, model ReadModel) {
 	})
 }
 
+// Applied counts the activities this projector has applied.
+func (p *Projector) Applied() uint64 { return p.appliedN.Load() }
+
 // Position is the last applied position: 0 until Run has read the
 // checkpoint.
 func (p *Projector) Position() uint64 {
@@ -204,6 +210,7 @@ func (p *Projector) handle(ctx context.Context, recs []eventstore.Record) error 
 			return err
 		}
 		p.metrics.applied.Add(float64(len(acts)))
+		p.appliedN.Add(uint64(len(acts)))
 		p.metrics.batch.Observe(float64(len(acts)))
 		if !last.RecordedAt.IsZero() {
 			lag := max(time.Since(last.RecordedAt).Seconds(), 0)

@@ -40,6 +40,7 @@ Usage:
   activityhistory token  [flags]   mint a development JWT
   activityhistory verify [flags]   verify the hash chain of one stream or all of them
   activityhistory load   [flags]   drive a running service with writers and readers; report throughput and latency
+  activityhistory rebuild [flags]  rebuild the Redis read model as a new generation while the service serves, then switch to it
   activityhistory help             this text
 
 Run "activityhistory <command> -h" for the flags of a command. Every flag of serve
@@ -60,6 +61,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return verify(ctx, args[1:], getenv, stdout, stderr)
 	case "load":
 		return load(ctx, args[1:], getenv, stdout, stderr)
+	case "rebuild":
+		return rebuild(ctx, args[1:], getenv, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
