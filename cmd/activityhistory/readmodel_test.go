@@ -341,3 +341,33 @@ func readAll(base, token, target string, size int) (int, error) {
 		next = *p.PaginationDetails.NextToken
 	}
 }
+
+// The service on a three-master Redis Cluster: write, then read back by id
+// and in pages, with read-your-writes.
+func TestRedisClusterEndToEnd(t *testing.T) {
+	t.Parallel()
+	chk := apitest.New(t)
+	_, url := redistest.Cluster(t)
+	env := baseEnv(t.TempDir())
+	env["REDIS_URL"] = url
+	env["REDIS_CLUSTER"] = "true"
+	s := start(t, env)
+	writer, reader := mint(t, "writers"), mint(t, "readers")
+	targets := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
+	want := map[string][]string{}
+	for i := range 30 {
+		target := targets[i%3]
+		id, pos := post(t, chk, s.url, writer, target, i)
+		want[target] = append(want[target], id)
+		req := request(t, http.MethodGet, s.url+"/api/v1/activityHistory/"+id, reader, nil)
+		req.Header.Set("X-Min-Position", strconv.FormatUint(pos, 10))
+		if resp, body := chk.Do(t, nil, req); resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", id, resp.StatusCode, body)
+		}
+	}
+	for _, target := range targets {
+		if got := history(t, chk, s.url, reader, target); strings.Join(got, ",") != strings.Join(reversed(want[target]), ",") {
+			t.Fatalf("history of %s: %v, want %v", target, got, reversed(want[target]))
+		}
+	}
+}

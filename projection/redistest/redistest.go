@@ -6,7 +6,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,5 +82,96 @@ func deletePrefix(ctx context.Context, c *redis.Client, prefix string) error {
 			return nil
 		}
 		cursor = next
+	}
+}
+
+// Cluster starts a Redis Cluster of three masters on loopback (redis-server
+// --cluster-enabled yes on free ports, joined by redis-cli --cluster
+// create) for the test, stopped at cleanup. It returns a client and a URL
+// for REDIS_URL with REDIS_CLUSTER=true. The test is skipped only where
+// redis-server or redis-cli is not installed.
+func Cluster(tb testing.TB) (*redis.ClusterClient, string) {
+	tb.Helper()
+	for _, bin := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			tb.Skipf("%s is not installed (apt-get install -y redis-server): %v", bin, err)
+		}
+	}
+	dir := tb.TempDir()
+	var addrs []string
+	for i := range 3 {
+		port := freePort(tb)
+		nodeDir := filepath.Join(dir, strconv.Itoa(i))
+		if err := os.MkdirAll(nodeDir, 0o750); err != nil {
+			tb.Fatal(err)
+		}
+		logFile := filepath.Join(nodeDir, "redis.log")
+		cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(nodeDir, "nodes.conf"),
+			"--cluster-node-timeout", "2000", "--dir", nodeDir, "--save", "", "--appendonly", "no",
+			"--logfile", logFile)
+		if err := cmd.Start(); err != nil {
+			tb.Fatalf("start redis-server: %v", err)
+		}
+		tb.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		waitPing(tb, addr, logFile)
+		addrs = append(addrs, addr)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	tb.Cleanup(func() { _ = c.Close() })
+	// The cluster is usable once every node agrees that all slots are served.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok := true
+		for _, a := range addrs {
+			node := redis.NewClient(&redis.Options{Addr: a})
+			info, err := node.ClusterInfo(context.Background()).Result()
+			_ = node.Close()
+			if err != nil || !strings.Contains(info, "cluster_state:ok") {
+				ok = false
+			}
+		}
+		if ok && c.Ping(context.Background()).Err() == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			tb.Fatal("redis cluster not ready after 20s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	url := "redis://" + addrs[0] + "?addr=" + addrs[1] + "&addr=" + addrs[2]
+	return c, url
+}
+
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitPing(tb testing.TB, addr, logFile string) {
+	tb.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			out, _ := os.ReadFile(logFile)
+			tb.Fatalf("redis-server at %s did not start:\n%s", addr, out)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
