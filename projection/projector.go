@@ -56,9 +56,11 @@ type Projector struct {
 	head    HeadReader
 	metrics projectorMetrics
 
-	// Of the current term; used by Run's goroutine only.
+	// Of the current term: the model, the queue from the subscription to
+	// the applier, and the last position queued (the subscription's).
 	term     ReadModel
-	termPos  uint64
+	queue    chan chunk
+	queued   uint64
 	lastSeen uint64 // highest position delivered
 
 	appliedN atomic.Uint64 // activities applied
@@ -123,21 +125,47 @@ func (p *Projector) Run(ctx context.Context) error {
 	return nil
 }
 
-// runTerm applies to model until ctx ends or model is fenced off.
+// queueDepth is how many decoded chunks wait for the applier: the
+// subscription fetches and decodes the next while one is being applied.
+const queueDepth = 2
+
+// chunk is a decoded run of records, up to p.batch activities.
+type chunk struct {
+	acts []activity.Activity
+	last eventstore.Record // the last record it covers (skipped ones too)
+}
+
+// runTerm applies to model until ctx ends or model is fenced off. The
+// subscription decodes records into chunks; an applier applies them,
+// merging what has queued up into batches of up to p.batch. The
+// checkpoint moves with each apply, so a crash loses only work.
 func (p *Projector) runTerm(ctx context.Context, model ReadModel) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	p.term = model
+	var from uint64
 	err := p.retry(ctx, "checkpoint", func() error {
 		var err error
-		p.termPos, err = model.Checkpoint(ctx)
+		from, err = model.Checkpoint(ctx)
 		return err
 	})
 	if err != nil {
 		return // ctx ended
 	}
-	p.advance(p.termPos)
-	p.log.Info("projector resuming", "position", p.termPos)
+	p.advance(from)
+	p.queued = from
+	p.queue = make(chan chunk, queueDepth)
+	p.log.Info("projector resuming", "position", from)
+	applied := make(chan struct{})
+	go func() {
+		defer close(applied)
+		p.applyLoop(ctx)
+		cancel() // fenced off, or ctx ended
+	}()
 	_ = p.retry(ctx, "subscribe", func() error {
-		err := p.store.Subscribe(ctx, p.termPos, p.handle)
+		// Queued chunks are applied whatever happens to the subscription,
+		// so it resumes after the last one queued.
+		err := p.store.Subscribe(ctx, p.queued, p.handle)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -146,6 +174,118 @@ func (p *Projector) runTerm(ctx context.Context, model ReadModel) {
 		}
 		return err
 	})
+	cancel()
+	<-applied
+}
+
+// applyLoop applies queued chunks until ctx ends or the model fences
+// this projector off.
+func (p *Projector) applyLoop(ctx context.Context) {
+	var held *chunk // taken from the queue but too big to merge
+	for {
+		var c chunk
+		if held != nil {
+			c, held = *held, nil
+		} else {
+			select {
+			case c = <-p.queue:
+			case <-ctx.Done():
+				return
+			}
+		}
+	merge:
+		for len(c.acts) < p.batch {
+			select {
+			case next := <-p.queue:
+				if len(c.acts)+len(next.acts) > p.batch {
+					held = &next
+					break merge
+				}
+				c.acts = append(c.acts, next.acts...)
+				c.last = next.last
+			default:
+				break merge
+			}
+		}
+		if err := p.apply(ctx, c); err != nil {
+			return
+		}
+	}
+}
+
+// apply applies one batch, retrying until it succeeds, ctx ends or the
+// model fences this projector off.
+func (p *Projector) apply(ctx context.Context, c chunk) error {
+	err := p.retry(ctx, "apply", func() error {
+		start := time.Now()
+		if err := p.term.Apply(ctx, c.last.Position, c.acts); err != nil {
+			return err
+		}
+		p.metrics.duration.Observe(time.Since(start).Seconds())
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	p.metrics.applied.Add(float64(len(c.acts)))
+	p.appliedN.Add(uint64(len(c.acts)))
+	p.metrics.batch.Observe(float64(len(c.acts)))
+	if !c.last.RecordedAt.IsZero() {
+		lag := max(time.Since(c.last.RecordedAt).Seconds(), 0)
+		p.metrics.lagSeconds.Set(lag)
+		p.metrics.lag.Observe(lag)
+	}
+	p.advance(c.last.Position)
+	return nil
+}
+
+// handle decodes a subscription batch into chunks of at most p.batch
+// activities and queues them for the applier. Records it cannot use are
+// skipped, never fatal: a read model that stops at one odd event is worse
+// than one missing it.
+func (p *Projector) handle(ctx context.Context, recs []eventstore.Record) error {
+	c := chunk{acts: make([]activity.Activity, 0, min(len(recs), p.batch))}
+	send := func() error {
+		if c.last.Position == 0 {
+			return nil
+		}
+		select {
+		case p.queue <- c:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		p.queued = c.last.Position
+		// A fresh slice: the model may keep the one it was given.
+		c = chunk{acts: make([]activity.Activity, 0, cap(c.acts))}
+		return nil
+	}
+	for _, r := range recs {
+		if r.Position <= p.queued {
+			continue // delivered again: already queued or applied
+		}
+		c.last = r
+		p.seen(r.Position)
+		a, err := activity.DecodeEvent(r.Type, r.Data)
+		switch {
+		case err != nil && r.Type != activity.EventRecorded:
+			p.metrics.skipped.WithLabelValues("unknown_type").Inc()
+			p.log.Warn("projector skipping event of unknown type",
+				"type", r.Type, "stream", r.Stream, "position", r.Position, "id", r.ID)
+		case err != nil:
+			p.metrics.skipped.WithLabelValues("undecodable").Inc()
+			p.log.Error("projector skipping undecodable event",
+				"stream", r.Stream, "position", r.Position, "id", r.ID, "err", err)
+		default:
+			c.acts = append(c.acts, a)
+		}
+		if len(c.acts) == p.batch {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+	}
+	// Skipped records still move the checkpoint, so they are not read again.
+	return send()
 }
 
 // Applied counts the activities this projector has applied.
@@ -186,70 +326,6 @@ func (p *Projector) advance(pos uint64) {
 	close(p.advanced)
 	p.advanced = make(chan struct{})
 	p.metrics.position.Set(float64(pos))
-}
-
-// handle applies a subscription batch in chunks of at most p.batch
-// activities. Records it cannot use are skipped, never fatal: a read
-// model that stops at one odd event is worse than one missing it.
-func (p *Projector) handle(ctx context.Context, recs []eventstore.Record) error {
-	acts := make([]activity.Activity, 0, min(len(recs), p.batch))
-	var last eventstore.Record
-	flush := func() error {
-		if last.Position == 0 {
-			return nil
-		}
-		err := p.retry(ctx, "apply", func() error {
-			start := time.Now()
-			if err := p.term.Apply(ctx, last.Position, acts); err != nil {
-				return err
-			}
-			p.metrics.duration.Observe(time.Since(start).Seconds())
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		p.metrics.applied.Add(float64(len(acts)))
-		p.appliedN.Add(uint64(len(acts)))
-		p.metrics.batch.Observe(float64(len(acts)))
-		if !last.RecordedAt.IsZero() {
-			lag := max(time.Since(last.RecordedAt).Seconds(), 0)
-			p.metrics.lagSeconds.Set(lag)
-			p.metrics.lag.Observe(lag)
-		}
-		p.termPos = last.Position
-		p.advance(last.Position)
-		// A fresh slice: the model may keep the one it was given.
-		acts, last = make([]activity.Activity, 0, cap(acts)), eventstore.Record{}
-		return nil
-	}
-	for _, r := range recs {
-		if r.Position <= p.termPos {
-			continue // delivered again: already in the read model
-		}
-		last = r
-		p.seen(r.Position)
-		a, err := activity.DecodeEvent(r.Type, r.Data)
-		switch {
-		case err != nil && r.Type != activity.EventRecorded:
-			p.metrics.skipped.WithLabelValues("unknown_type").Inc()
-			p.log.Warn("projector skipping event of unknown type",
-				"type", r.Type, "stream", r.Stream, "position", r.Position, "id", r.ID)
-		case err != nil:
-			p.metrics.skipped.WithLabelValues("undecodable").Inc()
-			p.log.Error("projector skipping undecodable event",
-				"stream", r.Stream, "position", r.Position, "id", r.ID, "err", err)
-		default:
-			acts = append(acts, a)
-		}
-		if len(acts) == p.batch {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
-	// Skipped records still move the checkpoint, so they are not read again.
-	return flush()
 }
 
 // seen notes the highest position delivered, for the lag in events.

@@ -24,16 +24,20 @@ const applyChunk = 200
 
 // applyScript checks the writer's fence, writes a chunk of activities and,
 // when given a position, moves the generation's checkpoint forward and
-// announces it. KEYS: lease, gen, checkpoints, then per activity its
-// document hash, index and id key. ARGV: the lease value the writer must
-// hold ("" = unfenced), its generation, "1" to check that the generation
-// is current, the position ("" = data only), the channel, then per
-// activity id, sort key, document, target id.
+// announces it. The chunk comes grouped by target, so that each target
+// costs one HSET and one ZADD, and all id keys one MSET.
+//
+// KEYS: lease, gen, checkpoints, then per target its document hash and
+// index, then every activity's id key. ARGV: the lease value the writer
+// must hold ("" = unfenced), its generation, "1" to check that the
+// generation is current, the position ("" = data only), the channel, the
+// number of targets, then per target its count and per activity id, sort
+// key, document; then the target id of each id key.
 //
 // Positions are decimal strings without leading zeros, compared by length
 // then bytes so that no precision is lost to Lua's doubles. Within a
-// target the document is written before its index member, so a page never
-// meets a member without its document.
+// target the documents are written before their index members, so a page
+// never meets a member without its document.
 var applyScript = redis.NewScript(`
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED the projector lease is held by another process')
@@ -41,13 +45,27 @@ end
 if ARGV[3] == '1' and (redis.call('GET', KEYS[2]) or '') ~= ARGV[2] then
   return redis.error_reply('FENCED the read model generation was replaced')
 end
-local k, a = 4, 6
-while k <= #KEYS do
-  redis.call('HSET', KEYS[k], ARGV[a], ARGV[a + 2])
-  redis.call('ZADD', KEYS[k + 1], 0, ARGV[a + 1])
-  redis.call('SET', KEYS[k + 2], ARGV[a + 3])
-  k, a = k + 3, a + 4
+local k, a = 4, 7
+for g = 1, tonumber(ARGV[6]) do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  local h, z = {}, {}
+  for i = 1, n do
+    h[2 * i - 1], h[2 * i] = ARGV[a], ARGV[a + 2]
+    z[2 * i - 1], z[2 * i] = 0, ARGV[a + 1]
+    a = a + 3
+  end
+  redis.call('HSET', KEYS[k], unpack(h))
+  redis.call('ZADD', KEYS[k + 1], unpack(z))
+  k = k + 2
 end
+local m = {}
+for i = k, #KEYS do
+  m[#m + 1] = KEYS[i]
+  m[#m + 1] = ARGV[a]
+  a = a + 1
+end
+if #m > 0 then redis.call('MSET', unpack(m)) end
 local new = ARGV[4]
 if new ~= '' then
   local cur = redis.call('HGET', KEYS[3], ARGV[2])
@@ -156,13 +174,16 @@ func (w *redisWriter) apply(ctx context.Context, position uint64, acts []activit
 	return err
 }
 
-// script queues or runs one apply script; keys and args are those of the
-// activities, appended after the fixed ones.
+// script queues or runs one apply script; keys and args are those of
+// chunk, appended after the fixed ones (nil for the checkpoint alone).
 func (w *redisWriter) script(ctx context.Context, c redis.Scripter, pos string, keys []string, args []any) *redis.Cmd {
 	keys = append([]string{w.lease, w.r.meta.gen, w.r.meta.checkpoints}, keys...)
 	check := "0"
 	if w.checkGen {
 		check = "1"
+	}
+	if args == nil {
+		args = []any{0}
 	}
 	args = append([]any{w.holding, w.gen, check, pos, w.r.meta.applied}, args...)
 	if _, ok := c.(redis.Pipeliner); ok {
@@ -172,18 +193,36 @@ func (w *redisWriter) script(ctx context.Context, c redis.Scripter, pos string, 
 	return applyScript.Run(ctx, c, keys, args...)
 }
 
-// chunk returns the keys and arguments of acts for applyScript.
+// chunk returns the keys and arguments of acts for applyScript, grouped
+// by target in order of first appearance.
 func (w *redisWriter) chunk(acts []activity.Activity) ([]string, []any, error) {
-	keys := make([]string, 0, 3*len(acts))
-	args := make([]any, 0, 4*len(acts))
-	for _, a := range acts {
-		doc, err := a.MarshalJSON() // the bytes of json.Marshal(a), one pass fewer
-		if err != nil {
-			return nil, nil, fmt.Errorf("apply %s: %w", a.ID, err)
+	order := make([]string, 0, 8)
+	groups := make(map[string][]int, 8)
+	for i, a := range acts {
+		if _, ok := groups[a.TargetID]; !ok {
+			order = append(order, a.TargetID)
 		}
-		tag := targetKey(w.data, a.TargetID)
-		keys = append(keys, tag+":doc", tag+":idx", idKey(w.data, a.ID))
-		args = append(args, a.ID, a.SortKey(), doc, a.TargetID)
+		groups[a.TargetID] = append(groups[a.TargetID], i)
+	}
+	keys := make([]string, 0, 2*len(order)+len(acts))
+	args := make([]any, 0, 1+len(order)+4*len(acts))
+	args = append(args, len(order))
+	for _, target := range order {
+		tag := targetKey(w.data, target)
+		keys = append(keys, tag+":doc", tag+":idx")
+		args = append(args, len(groups[target]))
+		for _, i := range groups[target] {
+			a := acts[i]
+			doc, err := a.MarshalJSON() // the bytes of json.Marshal(a), one pass fewer
+			if err != nil {
+				return nil, nil, fmt.Errorf("apply %s: %w", a.ID, err)
+			}
+			args = append(args, a.ID, a.SortKey(), doc)
+		}
+	}
+	for _, a := range acts {
+		keys = append(keys, idKey(w.data, a.ID))
+		args = append(args, a.TargetID)
 	}
 	return keys, args, nil
 }
