@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/council/activityhistory/eventstore"
 )
 
 // DefaultLeaseTTL is how long a standby waits at most, after the active
@@ -186,7 +188,7 @@ func (l *RedisLease) wait(ctx context.Context) (string, error) {
 			l.log.Info("projector standing by", "holder", holder, "me", l.holder)
 			lastHolder = holder
 		}
-		if err := sleep(ctx, l.ttl/10); err != nil {
+		if err := eventstore.Sleep(ctx, l.ttl/10); err != nil {
 			return "", err
 		}
 	}
@@ -198,7 +200,7 @@ func (l *RedisLease) wait(ctx context.Context) (string, error) {
 func (l *RedisLease) keep(ctx context.Context, value string) {
 	renewed := time.Now()
 	for {
-		if err := sleep(ctx, l.ttl/4); err != nil {
+		if err := eventstore.Sleep(ctx, l.ttl/4); err != nil {
 			return
 		}
 		rctx, cancel := context.WithTimeout(ctx, l.ttl/4)
@@ -239,16 +241,4 @@ func (r *Redis) LeaseHolder(ctx context.Context) (holder string, token uint64, e
 	tok, holder, _ := strings.Cut(v, "|")
 	token, _ = strconv.ParseUint(tok, 10, 64)
 	return holder, token, nil
-}
-
-// sleep waits d or until ctx ends, returning ctx.Err() then.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

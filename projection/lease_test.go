@@ -59,6 +59,20 @@ func runChild() int {
 	return 0
 }
 
+// shared is what a test and its projector processes share: a JetStream
+// server (its URL and a store on it) and a Redis read model.
+func shared(t *testing.T) (string, *natsjs.Store, *redis.Client, string, *projection.Redis) {
+	t.Helper()
+	natsURL := natsServer(t)
+	store, err := natsjs.Open(context.Background(), natsjs.Config{URLs: []string{natsURL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	c, prefix := redistest.Client(t)
+	return natsURL, store, c, prefix, projection.NewRedis(c, prefix)
+}
+
 // natsServer runs a JetStream server for child processes to share.
 func natsServer(t *testing.T) string {
 	t.Helper()
@@ -171,14 +185,7 @@ func load(t *testing.T, s eventstore.Store, first, n, targets int) []activity.Ac
 // store's, with nothing missing and nothing twice.
 func TestProjectorCrashSafety(t *testing.T) {
 	t.Parallel()
-	natsURL := natsServer(t)
-	store, err := natsjs.Open(context.Background(), natsjs.Config{URLs: []string{natsURL}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	c, prefix := redistest.Client(t)
-	model := projection.NewRedis(c, prefix)
+	natsURL, store, c, prefix, model := shared(t)
 	n, kills := 8000, 5
 	if os.Getenv("AH_LONG") != "" {
 		n, kills = 100000, 30
@@ -251,14 +258,7 @@ func checkForT(t *testing.T, d time.Duration, f func() error) {
 // the read model ends equal to the store.
 func TestTwoProjectorsLeaderKilled(t *testing.T) {
 	t.Parallel()
-	natsURL := natsServer(t)
-	store, err := natsjs.Open(context.Background(), natsjs.Config{URLs: []string{natsURL}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	c, prefix := redistest.Client(t)
-	model := projection.NewRedis(c, prefix)
+	natsURL, store, c, prefix, model := shared(t)
 	const ttl = 2 * time.Second
 	a, b := startChild(t, natsURL, prefix, ttl), startChild(t, natsURL, prefix, ttl)
 	children := map[string]*child{

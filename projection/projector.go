@@ -110,7 +110,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		if err != nil {
 			if ctx.Err() == nil {
 				p.log.Error("projector lease", "err", err)
-				_ = sleep(ctx, retryMin)
+				_ = eventstore.Sleep(ctx, retryMin)
 			}
 			continue
 		}

@@ -182,7 +182,7 @@ func (r *Redis) Rebuild(ctx context.Context, store eventstore.Store, opts Rebuil
 	<-done
 	report(true)
 	log.Info("readers switched to the new generation; deleting the old one after a grace period", "generation", gen, "old", current, "grace", grace)
-	if err := sleep(ctx, grace); err != nil {
+	if err := eventstore.Sleep(ctx, grace); err != nil {
 		return gen, err
 	}
 	if err := r.deleteGeneration(ctx, current); err != nil {

@@ -436,21 +436,10 @@ func (a *app) becomeReady(ctx context.Context) {
 				a.log.Info("read model caught up")
 				break
 			}
-			if sleepCtx(ctx, 100*time.Millisecond) != nil {
+			if eventstore.Sleep(ctx, 100*time.Millisecond) != nil {
 				return
 			}
 		}
 	}
 	a.ready.Store(true)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
