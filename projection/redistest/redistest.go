@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -100,26 +101,7 @@ func Cluster(tb testing.TB) (*redis.ClusterClient, string) {
 	dir := tb.TempDir()
 	var addrs []string
 	for i := range 3 {
-		port := freePort(tb)
-		nodeDir := filepath.Join(dir, strconv.Itoa(i))
-		if err := os.MkdirAll(nodeDir, 0o750); err != nil {
-			tb.Fatal(err)
-		}
-		logFile := filepath.Join(nodeDir, "redis.log")
-		cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(nodeDir, "nodes.conf"),
-			"--cluster-node-timeout", "2000", "--dir", nodeDir, "--save", "", "--appendonly", "no",
-			"--logfile", logFile)
-		if err := cmd.Start(); err != nil {
-			tb.Fatalf("start redis-server: %v", err)
-		}
-		tb.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		})
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		waitPing(tb, addr, logFile)
-		addrs = append(addrs, addr)
+		addrs = append(addrs, startNode(tb, filepath.Join(dir, strconv.Itoa(i))))
 	}
 	args := append([]string{"--cluster", "create"}, addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
@@ -152,6 +134,54 @@ func Cluster(tb testing.TB) (*redis.ClusterClient, string) {
 	return c, url
 }
 
+// startNode starts one cluster node in dir and returns its address. A
+// node needs its port and port+10000 (the cluster bus) free; another
+// process may take either meanwhile, so it tries a few ports.
+func startNode(tb testing.TB, dir string) string {
+	tb.Helper()
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		tb.Fatal(err)
+	}
+	logFile := filepath.Join(dir, "redis.log")
+	var lastErr error
+	for range 5 {
+		port := freePort(tb)
+		if port > 55535 || !portFree(port+10000) {
+			continue
+		}
+		cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+			"--cluster-node-timeout", "2000", "--dir", dir, "--save", "", "--appendonly", "no",
+			"--logfile", logFile)
+		if err := cmd.Start(); err != nil {
+			tb.Fatalf("start redis-server: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		tb.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			<-exited
+		})
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		if lastErr = waitPing(addr, exited); lastErr == nil {
+			return addr
+		}
+		_ = os.Remove(filepath.Join(dir, "nodes.conf"))
+	}
+	out, _ := os.ReadFile(logFile)
+	tb.Fatalf("redis-server did not start: %v\n%s", lastErr, out)
+	return ""
+}
+
+func portFree(port int) bool {
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	_ = ln.Close()
+	return true
+}
+
 func freePort(tb testing.TB) int {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -162,16 +192,21 @@ func freePort(tb testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func waitPing(tb testing.TB, addr, logFile string) {
-	tb.Helper()
+// waitPing waits until the node at addr answers, or its process exits.
+func waitPing(addr string, exited <-chan struct{}) error {
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for c.Ping(context.Background()).Err() != nil {
+		select {
+		case <-exited:
+			return fmt.Errorf("redis-server at %s exited", addr)
+		default:
+		}
 		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(logFile)
-			tb.Fatalf("redis-server at %s did not start:\n%s", addr, out)
+			return fmt.Errorf("redis-server at %s not answering after 10s", addr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return nil
 }
