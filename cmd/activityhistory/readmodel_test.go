@@ -191,13 +191,26 @@ func natsURL(t *testing.T) string {
 
 // Rebuild while serving: readers page through a target all along and see
 // no error and no short page; writes go on; the new generation holds
-// everything and the old one's keys are gone.
+// everything and the old one's keys are gone. With an event store of its
+// own the rebuild command runs the rebuild; with the embedded store it
+// asks the serving projector.
 func TestRebuildWhileServing(t *testing.T) {
 	t.Parallel()
+	t.Run("ExternalStore", func(t *testing.T) {
+		t.Parallel()
+		testRebuildWhileServing(t, natsURL(t))
+	})
+	t.Run("EmbeddedStore", func(t *testing.T) {
+		t.Parallel()
+		testRebuildWhileServing(t, "")
+	})
+}
+
+func testRebuildWhileServing(t *testing.T, eventStoreURL string) {
 	chk := apitest.New(t)
 	c, prefix := redistest.Client(t)
 	env := baseEnv(t.TempDir())
-	env["EVENTSTORE_URL"] = natsURL(t)
+	env["EVENTSTORE_URL"] = eventStoreURL
 	env["REDIS_URL"] = redisURL()
 	env["REDIS_PREFIX"] = prefix
 	s := start(t, env)
@@ -266,7 +279,7 @@ func TestRebuildWhileServing(t *testing.T) {
 		t.Fatalf("rebuild: %v\n%s", err, stderr.String())
 	}
 	out := stderr.String()
-	if !strings.Contains(out, "events/s") || !strings.Contains(out, "readers switched") {
+	if !strings.Contains(out, "events/s") || !strings.Contains(out, "readers switched") || !strings.Contains(out, "rebuild done") {
 		t.Fatalf("no progress on stderr:\n%s", out)
 	}
 	t.Logf("%d full reads and %d writes during the rebuild; progress:\n%s", reads.Load(), more.Load(), out)

@@ -21,7 +21,7 @@ func rebuild(ctx context.Context, args []string, getenv func(string) string, std
 	e := &envFlags{fs: fs, getenv: getenv}
 	var cfg config
 	var every time.Duration
-	e.str(&cfg.EventStoreURL, "eventstore-url", "EVENTSTORE_URL", "", "event store the service uses: nats://… or esdb://… (the embedded store belongs to the serving process)")
+	e.str(&cfg.EventStoreURL, "eventstore-url", "EVENTSTORE_URL", "", "event store the service uses: nats://… or esdb://…; empty (the embedded store, which only the serving process can open) = ask the running projector to rebuild")
 	e.integer(&cfg.EventStoreRepl, "eventstore-replicas", "EVENTSTORE_REPLICAS", 1, "JetStream stream replicas")
 	e.str(&cfg.RedisURL, "redis-url", "REDIS_URL", "", "Redis read model to rebuild (redis://host:6379/0)")
 	e.str(&cfg.RedisPrefix, "redis-prefix", "REDIS_PREFIX", "ah:", "prefix of every Redis key")
@@ -36,26 +36,31 @@ func rebuild(ctx context.Context, args []string, getenv func(string) string, std
 	if cfg.RedisURL == "" {
 		return errors.New("rebuild: REDIS_URL is needed; the in-memory read model is rebuilt at every start")
 	}
-	if cfg.EventStoreURL == "" {
-		return errors.New("rebuild: EVENTSTORE_URL is needed: the embedded event store can only be opened by the process serving it")
-	}
 	log := newLogger(cfg, stderr)
-	s, err := openStore(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
 	r, closeRedis, err := openRedis(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeRedis()
-	head, _ := s.(projection.HeadReader)
 	bar := newProgressBar(stderr)
-	gen, err := r.Rebuild(ctx, s, projection.RebuildOptions{
-		Logger: log, Head: head, LeaseTTL: cfg.ProjectorLeaseTTL,
-		Progress: bar.show, ProgressEvery: every,
-	})
+	var gen string
+	if cfg.EventStoreURL == "" {
+		// The embedded store belongs to the serving process: its projector
+		// runs the rebuild and reports progress through Redis.
+		fmt.Fprintln(stderr, "rebuild: asking the running projector (embedded event store)")
+		gen, err = r.RequestRebuild(ctx, 15*time.Second, every, bar.show)
+	} else {
+		var s store
+		if s, err = openStore(ctx, cfg, log); err != nil {
+			return err
+		}
+		defer s.Close()
+		head, _ := s.(projection.HeadReader)
+		gen, err = r.Rebuild(ctx, s, projection.RebuildOptions{
+			Logger: log, Head: head, LeaseTTL: cfg.ProjectorLeaseTTL,
+			Progress: bar.show, ProgressEvery: every,
+		})
+	}
 	bar.done()
 	if err != nil {
 		return fmt.Errorf("rebuild: %w", err)

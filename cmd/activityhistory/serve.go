@@ -385,6 +385,13 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	if a.redis != nil && a.query != nil {
 		bg.Go(func() { _ = a.redis.Follow(ctx) })
 	}
+	if a.projector != nil && a.redis != nil {
+		// `activityhistory rebuild` without a store of its own asks here.
+		head, _ := a.store.(projection.HeadReader)
+		bg.Go(func() {
+			a.redis.ServeRebuilds(ctx, a.store, projection.RebuildOptions{Logger: a.log, Head: head, LeaseTTL: a.cfg.ProjectorLeaseTTL})
+		})
+	}
 	if a.projector != nil {
 		bg.Go(func() {
 			if err := a.projector.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
