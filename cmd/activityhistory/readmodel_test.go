@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -273,18 +274,26 @@ func testRebuildWhileServing(t *testing.T, eventStoreURL string) {
 	wg.Go(func() { // a writer keeps writing to other targets
 		for i := 0; ctx.Err() == nil; i++ {
 			b, _ := json.Marshal(activityBody(uuid.NewString(), i))
-			req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v1/activityHistory", strings.NewReader(string(b)))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer "+writer)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				errs <- err
-				return
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				errs <- fmt.Errorf("POST during rebuild: %d", resp.StatusCode)
-				return
+			// A 5xx is an unknown outcome (a loaded machine): send the same
+			// activity again until it is known, whatever ctx says.
+			for attempt := 1; ; attempt++ {
+				req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v1/activityHistory", bytes.NewReader(b))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+writer)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode >= 500 && attempt < 10 {
+					continue
+				}
+				if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+					errs <- fmt.Errorf("POST during rebuild: %d", resp.StatusCode)
+					return
+				}
+				break
 			}
 			more.Add(1)
 		}
