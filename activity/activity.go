@@ -56,13 +56,14 @@ type Activity struct {
 	SourceDomain        string          `json:"sourceDomain"`
 }
 
-// sortKeyTime is fixed width so that byte order equals time order.
-const sortKeyTime = "2006-01-02T15:04:05.000000000Z"
+// SortKeyTime is the layout of the time part of SortKey: fixed width, so
+// that byte order equals time order (years 0000-9999).
+const SortKeyTime = "2006-01-02T15:04:05.000000000Z"
 
 // SortKey is the total order of a target's history: createdAt, then id.
 // Its byte order is chronological (fixed-width UTC time).
 func (a Activity) SortKey() string {
-	return a.CreatedAt.UTC().Format(sortKeyTime) + "|" + a.ID
+	return a.CreatedAt.UTC().Format(SortKeyTime) + "|" + a.ID
 }
 
 // ExpiresAt is when the record may be dropped from read models; zero when

@@ -340,7 +340,7 @@ func TestLeaseFencesDeposedHolder(t *testing.T) {
 	if !errors.Is(err, projection.ErrFenced) {
 		t.Fatalf("deposed holder's apply: %v, want ErrFenced", err)
 	}
-	if docs, _, _ := model.Page(ctx, "fenced", "", 10); len(docs) != 1 {
+	if docs := pages(t, model, "fenced"); len(docs) != 1 {
 		t.Fatalf("%d documents: the deposed holder wrote", len(docs))
 	}
 	if cp, _ := model.Checkpoint(ctx); cp != 1 {

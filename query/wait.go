@@ -24,9 +24,6 @@ const DefaultReadWaitMax = 2 * time.Second
 // the store's position as of start.
 var ErrBehind = errors.New("the read model has not caught up")
 
-// RetryAfter is what a client told ErrBehind should wait before retrying.
-const RetryAfter = time.Second
-
 // progress is the read side's view of how far the read model has applied.
 type progress struct {
 	applied Waiter

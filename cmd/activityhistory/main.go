@@ -39,6 +39,8 @@ Usage:
   activityhistory serve  [flags]   run the service (roles: command, query, projector)
   activityhistory token  [flags]   mint a development JWT
   activityhistory verify [flags]   verify the hash chain of one stream or all of them
+                                   (--url: through the HTTP API, recomputing every hash here)
+  activityhistory replay [flags]   print a stream's records through the HTTP API
   activityhistory load   [flags]   drive a running service with writers and readers; report throughput and latency
   activityhistory rebuild [flags]  rebuild the Redis read model as a new generation while the service serves, then switch to it
   activityhistory help             this text
@@ -59,6 +61,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return token(args[1:], getenv, stdout, stderr)
 	case "verify":
 		return verify(ctx, args[1:], getenv, stdout, stderr)
+	case "replay":
+		return replay(ctx, args[1:], getenv, stdout, stderr)
 	case "load":
 		return load(ctx, args[1:], getenv, stdout, stderr)
 	case "rebuild":

@@ -24,15 +24,21 @@ import (
 
 	"github.com/council/activityhistory/activity"
 	"github.com/council/activityhistory/apidocs"
+	"github.com/council/activityhistory/audit"
 	"github.com/council/activityhistory/auth"
 	"github.com/council/activityhistory/command"
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/esdb"
 	"github.com/council/activityhistory/eventstore/natsjs"
+	"github.com/council/activityhistory/guard"
 	"github.com/council/activityhistory/httpapi"
 	"github.com/council/activityhistory/projection"
 	"github.com/council/activityhistory/query"
 )
+
+// httpWriteTimeout bounds writing a response; DEPENDENCY_TIMEOUT stays
+// well under it so a stalled dependency gives a 503, not a cut connection.
+const httpWriteTimeout = 30 * time.Second
 
 // store is what serve needs of an event store adapter.
 type store interface {
@@ -148,7 +154,8 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	o := &ops{checks: checks, ready: a.ready, reg: reg}
 	var cmdEngine, queryEngine http.Handler
 	if cfg.has("command") {
-		svc := command.NewService(a.store, validator, command.Options{})
+		storeGuard := guard.New(guard.Options{Name: "event store", Timeout: cfg.DepTimeout, Benign: storeAnswer, Logger: log})
+		svc := command.NewService(guardedAppender{s: a.store, g: storeGuard}, validator, command.Options{})
 		e := command.NewEngine(svc, command.EngineDeps{
 			Logger:     log,
 			Metrics:    metrics,
@@ -165,7 +172,9 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		if err != nil {
 			return nil, err
 		}
-		qopts := query.Options{Validator: validator, CursorSecret: secret, ReadWaitMax: cfg.ReadWaitMax}
+		modelGuard := guard.New(guard.Options{Name: "read model", Timeout: cfg.DepTimeout, Logger: log})
+		qopts := query.Options{Validator: validator, CursorSecret: secret, ReadWaitMax: cfg.ReadWaitMax,
+			SlowQuery: time.Duration(cfg.SlowQueryMS) * time.Millisecond}
 		switch {
 		case a.redis != nil:
 			qopts.Applied = a.redis
@@ -175,7 +184,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		if head != nil {
 			qopts.StartPosition = head.LastPosition
 		}
-		svc, err := query.New(a.model, qopts)
+		svc, err := query.New(guardedReader{r: a.model, g: modelGuard}, qopts)
 		if err != nil {
 			return nil, err
 		}
@@ -185,6 +194,9 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 			Metrics:    metrics,
 			Middleware: []gin.HandlerFunc{authn.Require(auth.Read)},
 		})
+		if err := mountAudit(e, a, cfg, validator, secret, authn, reg); err != nil {
+			return nil, err
+		}
 		o.mount(e)
 		apidocs.Mount(e)
 		queryEngine = e
@@ -199,6 +211,50 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	}
 	a.handler = httpapi.CORS(cfg.CORSAllowedOrigin, splitByMethod(queryEngine, cmdEngine))
 	return a, nil
+}
+
+// mountAudit adds replay, verify and export to the query engine when the
+// process holds the event store, with what the store can do beyond
+// eventstore.Store decided here, once.
+func mountAudit(e *query.Engine, a *app, cfg config, v *activity.Validator, secret []byte, authn *auth.Authenticator, reg prometheus.Registerer) error {
+	var st audit.Store
+	switch {
+	case a.store != nil:
+		st.Streams = a.store
+		if h, ok := a.store.(audit.Heads); ok {
+			st.Heads = h
+		}
+		if l, ok := a.store.(audit.Log); ok {
+			st.Log = l
+		}
+	case cfg.EventStoreURL != "":
+		// A query-only process: the store is opened when an auditor first
+		// needs it, so history never waits for it. JetStream keeps heads
+		// and knows its last position; EventStoreDB does neither.
+		l := &lazyStore{open: func(ctx context.Context) (store, error) { return openStore(ctx, cfg, a.log) }}
+		a.closers = append(a.closers, l.Close)
+		st.Streams = l
+		if isJetStreamURL(cfg.EventStoreURL) {
+			st.Heads, st.Log = l, l
+		}
+	default:
+		a.log.Warn("audit and export routes are off: this query process has no event store (set EVENTSTORE_URL)")
+		return nil
+	}
+	cursors, err := query.NewCursors(secret)
+	if err != nil {
+		return err
+	}
+	svc, err := audit.New(st, audit.Options{Cursors: cursors, Validator: v})
+	if err != nil {
+		return err
+	}
+	audit.Mount(e, svc, audit.Routes{
+		Audit:      []gin.HandlerFunc{authn.Require(auth.Audit)},
+		Export:     []gin.HandlerFunc{authn.Require(auth.Export)},
+		Registerer: reg,
+	})
+	return nil
 }
 
 // splitByMethod serves the all-in-one mode from one address: reads go to
@@ -243,7 +299,7 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (store, error)
 		}
 		log.Info("event store: embedded JetStream", "dir", filepath.Join(cfg.DataDir, "eventstore"), "sync", cfg.EventStoreSync)
 		return s, nil
-	case strings.HasPrefix(u, "nats://") || strings.HasPrefix(u, "tls://"):
+	case isJetStreamURL(u):
 		s, err := natsjs.Open(ctx, natsjs.Config{URLs: splitList(u), Replicas: cfg.EventStoreRepl, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("JetStream at %s: %w", redactURL(u), err)
@@ -261,6 +317,10 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (store, error)
 	default:
 		return nil, fmt.Errorf("EVENTSTORE_URL=%q: want nats://, esdb:// or kurrentdb://", redactURL(u))
 	}
+}
+
+func isJetStreamURL(u string) bool {
+	return strings.HasPrefix(u, "nats://") || strings.HasPrefix(u, "tls://")
 }
 
 func openReadModel(ctx context.Context, cfg config, a *app) (readModel, *projection.Redis, error) {
@@ -285,12 +345,16 @@ func openRedis(ctx context.Context, cfg config, log *slog.Logger) (*projection.R
 		if err != nil {
 			return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
+		// Calls end at their context's deadline, not at the client's
+		// read timeout (and its retries) much later.
+		opts.ContextTimeoutEnabled = true
 		c = redis.NewClusterClient(opts)
 	} else {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
 			return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
+		opts.ContextTimeoutEnabled = true
 		c = redis.NewClient(opts)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -403,7 +467,7 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 		Handler:           a.handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      httpWriteTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
