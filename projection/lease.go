@@ -86,14 +86,18 @@ func DefaultHolder() string {
 // Holder is this process's name in the lease.
 func (l *RedisLease) Holder() string { return l.holder }
 
-// acquireScript takes the lease when free (or already ours). KEYS: lease,
-// fence counter. ARGV: holder, expiry in ms. Returns {token, holder} of
-// whoever holds it, token "0" when nobody could be read.
+// acquireScript takes the lease when free, or when it names this holder
+// (a restarted process taking its own lease back, with a new token that
+// fences off anything left of the old one). KEYS: lease, fence counter.
+// ARGV: holder, expiry in ms. Returns {token, holder} of whoever holds it.
 var acquireScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local sep = string.find(cur, '|', 1, true)
-  return {string.sub(cur, 1, sep - 1), string.sub(cur, sep + 1)}
+  local who = string.sub(cur, sep + 1)
+  if who ~= ARGV[1] then
+    return {string.sub(cur, 1, sep - 1), who}
+  end
 end
 local tok = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], tok .. '|' .. ARGV[1], 'PX', ARGV[2])

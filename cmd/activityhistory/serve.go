@@ -139,7 +139,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		popts := projection.ProjectorOptions{Logger: log, Registerer: reg, Head: head}
 		if a.redis != nil {
 			// Any number of projectors may share one Redis; one applies.
-			popts.Lease = projection.NewRedisLease(a.redis, cfg.ProjectorLeaseTTL, "", log)
+			popts.Lease = projection.NewRedisLease(a.redis, cfg.ProjectorLeaseTTL, leaseHolder(cfg), log)
 		}
 		a.projector = projection.NewProjector(a.store, a.model, popts)
 	}
@@ -255,6 +255,19 @@ func mountAudit(e *query.Engine, a *app, cfg config, v *activity.Validator, secr
 		Registerer: reg,
 	})
 	return nil
+}
+
+// leaseHolder names this process in the projector lease: its host and data
+// directory, which no two running processes share. A process restarted
+// after a crash is the same holder, so it takes its lease straight back
+// instead of waiting out its dead predecessor's TTL.
+func leaseHolder(cfg config) string {
+	host, _ := os.Hostname()
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		dir = cfg.DataDir
+	}
+	return host + ":" + dir
 }
 
 // splitByMethod serves the all-in-one mode from one address: reads go to
