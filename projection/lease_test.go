@@ -356,3 +356,31 @@ func TestLeaseFencesDeposedHolder(t *testing.T) {
 		t.Fatalf("new holder's apply: %v", err)
 	}
 }
+
+// A process restarted under the same holder name (same host and data
+// directory) takes its lease straight back instead of waiting out the TTL,
+// with a new token: whatever was left of the old process is fenced off.
+func TestLeaseRetakenByRestartedHolder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, prefix := redistest.Client(t)
+	model := projection.NewRedis(c, prefix)
+	before, err := projection.NewRedisLease(model, time.Minute, "host:/data", nil).Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer before.Release()
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second) // far below the 1 min TTL
+	defer cancel()
+	after, err := projection.NewRedisLease(model, time.Minute, "host:/data", nil).Acquire(actx)
+	if err != nil {
+		t.Fatalf("the restarted holder waited: %v", err)
+	}
+	defer after.Release()
+	if err := before.Model.Apply(ctx, 1, readmodeltest.Series("retaken", 0, 1)); !errors.Is(err, projection.ErrFenced) {
+		t.Fatalf("the old process's apply: %v, want ErrFenced", err)
+	}
+	if err := after.Model.Apply(ctx, 1, readmodeltest.Series("retaken", 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+}
