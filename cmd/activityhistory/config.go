@@ -45,6 +45,8 @@ type config struct {
 	AuthExportGroups  []string
 	AuthClockSkew     time.Duration
 	CORSAllowedOrigin []string
+
+	ingestConfig
 }
 
 // envFlags binds flags to environment variables: a flag's default is its
@@ -167,6 +169,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.list(&c.AuthExportGroups, "auth-export-groups", "AUTH_EXPORT_GROUPS", "", "groups allowed to export (besides the audit groups)")
 	e.duration(&c.AuthClockSkew, "auth-clock-skew", "AUTH_CLOCK_SKEW", 30*time.Second, "allowed clock skew for exp/nbf")
 	e.list(&c.CORSAllowedOrigin, "cors-allowed-origins", "CORS_ALLOWED_ORIGINS", "*", "origins allowed by CORS")
+	c.ingestConfig.flags(e, true)
 	if err := e.parse(args); err != nil {
 		return c, err
 	}
@@ -214,6 +217,7 @@ func (c *config) check() error {
 	if c.CursorSecret != "" && len(c.CursorSecret) < 32 {
 		errs = append(errs, errors.New("CURSOR_SECRET: must be at least 32 bytes"))
 	}
+	errs = append(errs, c.checkIngest()...)
 	return errors.Join(errs...)
 }
 

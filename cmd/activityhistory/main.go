@@ -43,6 +43,7 @@ Usage:
   activityhistory replay [flags]   print a stream's records through the HTTP API
   activityhistory load   [flags]   drive a running service with writers and readers; report throughput and latency
   activityhistory rebuild [flags]  rebuild the Redis read model as a new generation while the service serves, then switch to it
+  activityhistory dlq list|replay  list or re-drive dead-lettered entity events
   activityhistory help             this text
 
 Run "activityhistory <command> -h" for the flags of a command. Every flag of serve
@@ -67,6 +68,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return load(ctx, args[1:], getenv, stdout, stderr)
 	case "rebuild":
 		return rebuild(ctx, args[1:], getenv, stderr)
+	case "dlq":
+		return dlq(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -27,6 +27,7 @@ import (
 	"github.com/council/activityhistory/audit"
 	"github.com/council/activityhistory/auth"
 	"github.com/council/activityhistory/command"
+	"github.com/council/activityhistory/command/ingest"
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/esdb"
 	"github.com/council/activityhistory/eventstore/natsjs"
@@ -82,6 +83,7 @@ type app struct {
 	redis     *projection.Redis // the model when it is Redis
 	projector *projection.Projector
 	query     *query.Service
+	ingest    *ingest.Consumer // nil unless INGEST_ENABLED
 	handler   http.Handler
 	engines   []*gin.Engine
 	ready     *atomic.Bool
@@ -156,11 +158,21 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	if cfg.has("command") {
 		storeGuard := guard.New(guard.Options{Name: "event store", Timeout: cfg.DepTimeout, Benign: storeAnswer, Logger: log})
 		svc := command.NewService(guardedAppender{s: a.store, g: storeGuard}, validator, command.Options{})
+		translator, err := newTranslator(cfg, validator)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.IngestEnabled {
+			if a.ingest, err = newConsumer(cfg, a, svc, translator, reg); err != nil {
+				return nil, err
+			}
+		}
 		e := command.NewEngine(svc, command.EngineDeps{
 			Logger:     log,
 			Metrics:    metrics,
 			Middleware: []gin.HandlerFunc{authn.Require(auth.Write)},
 			Author:     auth.Author,
+			Events:     translator,
 		})
 		o.mount(e)
 		apidocs.Mount(e)
@@ -234,7 +246,7 @@ func mountAudit(e *query.Engine, a *app, cfg config, v *activity.Validator, secr
 		l := &lazyStore{open: func(ctx context.Context) (store, error) { return openStore(ctx, cfg, a.log) }}
 		a.closers = append(a.closers, l.Close)
 		st.Streams = l
-		if isJetStreamURL(cfg.EventStoreURL) {
+		if isNATSURL(cfg.EventStoreURL) {
 			st.Heads, st.Log = l, l
 		}
 	default:
@@ -302,17 +314,21 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (store, error)
 	switch {
 	case u == "":
 		s, err := natsjs.Open(ctx, natsjs.Config{
-			DataDir:    filepath.Join(cfg.DataDir, "eventstore"),
-			Replicas:   1,
-			SyncAlways: cfg.EventStoreSync == "always",
-			Logger:     log,
+			DataDir:        filepath.Join(cfg.DataDir, "eventstore"),
+			Replicas:       1,
+			SyncAlways:     cfg.EventStoreSync == "always",
+			Logger:         log,
+			Listen:         cfg.NATSListen,
+			ListenUser:     cfg.NATSUser,
+			ListenPassword: cfg.NATSPassword,
+			ListenNKeys:    cfg.NATSNKeys,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("embedded event store: %w", err)
 		}
 		log.Info("event store: embedded JetStream", "dir", filepath.Join(cfg.DataDir, "eventstore"), "sync", cfg.EventStoreSync)
 		return s, nil
-	case isJetStreamURL(u):
+	case isNATSURL(u):
 		s, err := natsjs.Open(ctx, natsjs.Config{URLs: splitList(u), Replicas: cfg.EventStoreRepl, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("JetStream at %s: %w", redactURL(u), err)
@@ -330,10 +346,6 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (store, error)
 	default:
 		return nil, fmt.Errorf("EVENTSTORE_URL=%q: want nats://, esdb:// or kurrentdb://", redactURL(u))
 	}
-}
-
-func isJetStreamURL(u string) bool {
-	return strings.HasPrefix(u, "nats://") || strings.HasPrefix(u, "tls://")
 }
 
 func openReadModel(ctx context.Context, cfg config, a *app) (readModel, *projection.Redis, error) {
@@ -454,7 +466,12 @@ func (a *app) close() {
 func (a *app) run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	if a.ingest != nil {
+		// The store closes after run returns: let the consumer stop first.
+		done := a.runIngest(ctx, errc)
+		defer func() { <-done }()
+	}
 	// Background parts end before run returns, so that the projector gives
 	// its lease up while Redis is still open.
 	var bg sync.WaitGroup
