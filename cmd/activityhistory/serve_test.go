@@ -67,8 +67,18 @@ func baseEnv(dataDir string) map[string]string {
 	}
 }
 
-// start runs serve with env until the test ends or stop is called.
+// start runs serve with env until the test ends or stop is called, and
+// waits until it is ready.
 func start(t *testing.T, env map[string]string, args ...string) *service {
+	t.Helper()
+	s := launch(t, env, args...)
+	s.waitReady(t)
+	return s
+}
+
+// launch runs serve with env until the test ends or stop is called; it
+// does not wait for readiness.
+func launch(t *testing.T, env map[string]string, args ...string) *service {
 	t.Helper()
 	getenv := func(k string) string { return env[k] }
 	logs, stdout := &syncBuffer{}, &syncBuffer{}
@@ -102,9 +112,7 @@ func start(t *testing.T, env map[string]string, args ...string) *service {
 		})
 	}
 	t.Cleanup(stop)
-	s := &service{url: "http://" + ln.Addr().String(), logs: logs, stdout: stdout, stop: stop}
-	s.waitReady(t)
-	return s
+	return &service{url: "http://" + ln.Addr().String(), logs: logs, stdout: stdout, stop: stop}
 }
 
 func (s *service) waitReady(t *testing.T) {
