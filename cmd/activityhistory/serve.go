@@ -31,6 +31,7 @@ import (
 	"github.com/council/activityhistory/httpapi"
 	"github.com/council/activityhistory/projection"
 	"github.com/council/activityhistory/query"
+	"github.com/council/activityhistory/ui"
 )
 
 // store is what serve needs of an event store adapter.
@@ -130,8 +131,9 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	}
 
 	var authn *auth.Authenticator
+	var dev *devTokens
 	if cfg.has("command") || cfg.has("query") {
-		if authn, err = newAuthenticator(cfg, log, stdout); err != nil {
+		if authn, dev, err = newAuthenticator(cfg, log, stdout); err != nil {
 			return nil, err
 		}
 	}
@@ -167,6 +169,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		})
 		o.mount(e)
 		apidocs.Mount(e)
+		ui.Mount(e, pageOptions(cfg, dev))
 		queryEngine = e
 		a.engines = append(a.engines, e.FoldedEngine.Engine)
 	}
@@ -179,6 +182,17 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	}
 	a.handler = httpapi.CORS(cfg.CORSAllowedOrigin, splitByMethod(queryEngine, cmdEngine))
 	return a, nil
+}
+
+// pageOptions say how the timeline page authenticates.
+func pageOptions(cfg config, dev *devTokens) ui.Options {
+	switch {
+	case cfg.AuthDisabled:
+		return ui.Options{Auth: ui.AuthDisabled}
+	case dev != nil:
+		return ui.Options{Auth: ui.AuthDev, DevToken: dev.pageToken}
+	}
+	return ui.Options{Auth: ui.AuthBearer}
 }
 
 // splitByMethod serves the all-in-one mode from one address: reads go to

@@ -135,7 +135,13 @@ func checkFor(t *testing.T, d time.Duration, f func() error) {
 
 func mint(t *testing.T, groups ...string) string {
 	t.Helper()
-	tok, err := auth.Mint([]byte(testSecret), auth.MintClaims{
+	return mintWith(t, []byte(testSecret), groups...)
+}
+
+// mintWith mints a token signed with secret, valid one hour.
+func mintWith(t *testing.T, secret []byte, groups ...string) string {
+	t.Helper()
+	tok, err := auth.Mint(secret, auth.MintClaims{
 		Subject: "tester", Name: "Test Writer", Email: "writer@example.org", Groups: groups, TTL: time.Hour,
 	}, time.Now())
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,19 @@ func tamper(t *testing.T, dir string, msgs ...*nats.Msg) {
 	}
 }
 
+// forgedRecord is a record for tamper to append to stream behind the
+// store's back: the next revision after prevHash, with a made-up hash.
+func forgedRecord(stream, id string, revision int, prevHash string, data []byte) *nats.Msg {
+	m := nats.NewMsg("ah.ev." + base64.RawURLEncoding.EncodeToString([]byte(stream)))
+	m.Header.Set("Nats-Msg-Id", id)
+	m.Header.Set("Ah-Revision", strconv.Itoa(revision))
+	m.Header.Set("Ah-Type", "ActivityRecorded")
+	m.Header.Set("Ah-Prev-Hash", prevHash)
+	m.Header.Set("Ah-Hash", strings.Repeat("ab", 32))
+	m.Data = data
+	return m
+}
+
 func TestVerifyAll(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -99,17 +113,10 @@ func TestVerifyAll(t *testing.T) {
 		t.Fatalf("untouched target: %v, %q", err, out)
 	}
 
-	enc := base64.RawURLEncoding.EncodeToString
 	// A record appended behind the store's back, with made-up headers.
-	forged := nats.NewMsg("ah.ev." + enc([]byte("tenure-2")))
-	forged.Header.Set("Nats-Msg-Id", "forged-1")
-	forged.Header.Set("Ah-Revision", "3")
-	forged.Header.Set("Ah-Type", "ActivityRecorded")
-	forged.Header.Set("Ah-Prev-Hash", heads[1].Hash)
-	forged.Header.Set("Ah-Hash", strings.Repeat("ab", 32))
-	forged.Data = []byte(`{"n":2}`)
+	forged := forgedRecord("tenure-2", "forged-1", 3, heads[1].Hash, []byte(`{"n":2}`))
 	// A recorded head whose stream has no records.
-	ghost := nats.NewMsg("$KV.ACTIVITY_HEADS." + enc([]byte("ghost-9")))
+	ghost := nats.NewMsg("$KV.ACTIVITY_HEADS." + base64.RawURLEncoding.EncodeToString([]byte("ghost-9")))
 	ghost.Data = []byte(`{"stream":"ghost-9","revision":4,"hash":"` + strings.Repeat("cd", 32) + `","position":99}`)
 	tamper(t, dir, forged, ghost)
 
