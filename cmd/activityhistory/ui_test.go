@@ -280,6 +280,7 @@ func TestTimelinePage(t *testing.T) {
 				"the history filters (from, to, type, sourceDomain) are not on this service yet", resp.StatusCode, len(p.Results))
 		}
 		page.Do(t,
+			chromedp.Click(chromedp.CSS(`#filter-panel summary`)),
 			chromedp.Click(chromedp.CSS(`#filter-types input[value=update]`)),
 			chromedp.SetValue(chromedp.CSS("#filter-domain"), "Tenancy"),
 			chromedp.Click(chromedp.CSS(`#filters button[type=submit]`)),
@@ -390,7 +391,8 @@ func TestTimelinePage(t *testing.T) {
 			chromedp.Navigate(base+"?targetId="+accountID),
 		)
 		uitest.WaitFor[bool](t, page, `document.querySelectorAll("#timeline .entry").length > 0`)
-		page.Do(t, chromedp.Click(chromedp.CSS("#timeline .entry .toggle")), chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`))
+		page.Do(t, chromedp.Click(chromedp.CSS("#timeline .entry .toggle")),
+			chromedp.Evaluate[chromedp.Void](`document.getElementById("view-title").scrollIntoView()`))
 		if w := uitest.Eval[int](t, page, `document.documentElement.scrollWidth`); w > 360 {
 			t.Errorf("the page is %d px wide at a 360 px viewport", w)
 		}

@@ -26,6 +26,8 @@ const el = {
   message: $("message"),
   view: $("view"),
   title: $("view-title"),
+  filterPanel: $("filter-panel"),
+  filterSummary: $("filter-summary"),
   filters: $("filters"),
   types: $("filter-types"),
   domain: $("filter-domain"),
@@ -91,6 +93,12 @@ function fillForms() {
   el.domain.value = state.domains.join(", ");
   el.from.value = state.from;
   el.to.value = state.to;
+  const parts = [];
+  if (state.types.length) parts.push(state.types.map(typeWord).join(", "));
+  if (state.domains.length) parts.push(state.domains.join(", "));
+  if (state.from || state.to) parts.push(`${state.from || "\u2026"} to ${state.to || "\u2026"}`);
+  el.filterSummary.textContent = parts.length ? "\u2014 " + parts.join("; ") : "\u2014 none";
+  if (parts.length) el.filterPanel.open = true;
 }
 
 // --- messages --------------------------------------------------------------
