@@ -310,7 +310,7 @@ function verdict(v) {
   return h("div", { class: "verdict failed", "data-verified": "false", "data-revision": f.revision },
     h("p", {}, h("strong", {}, "Verification failed. "),
       f.revision !== undefined ? `The first bad record is revision ${f.revision}: ${f.reason || "no reason given"}.` : (f.reason || "No reason given.")),
-    h("p", {}, `${records} read.`),
+    h("p", {}, `${records} verified before it.`),
     h("dl", {}, rows));
 }
 

@@ -4,6 +4,9 @@ import { h, s } from "./dom.js";
 import { dayKey } from "./timeline.js";
 
 const MAX_DAYS = 366;
+// A short range is drawn over at least this many days, so that one busy day
+// does not fill the whole width.
+const MIN_DAYS = 7;
 const short = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
 
 // render draws counts per local day, oldest on the left, over the days
@@ -18,14 +21,16 @@ export function render(figure, times) {
   const newest = new Date(Math.max(...times));
   const oldest = new Date(Math.min(...times));
   const days = [];
+  let reached = false;
   for (let d = new Date(newest.getFullYear(), newest.getMonth(), newest.getDate()); days.length < MAX_DAYS; d.setDate(d.getDate() - 1)) {
     days.unshift(new Date(d));
-    if (dayKey(d) === dayKey(oldest)) break;
+    reached = reached || dayKey(d) === dayKey(oldest);
+    if (reached && days.length >= MIN_DAYS) break;
   }
   const max = Math.max(...days.map((d) => counts.get(dayKey(d)) || 0));
   let busiest = days[0];
   for (const d of days) if ((counts.get(dayKey(d)) || 0) > (counts.get(dayKey(busiest)) || 0)) busiest = d;
-  const clipped = dayKey(days[0]) !== dayKey(oldest);
+  const clipped = !reached;
   const total = days.reduce((n, d) => n + (counts.get(dayKey(d)) || 0), 0);
   const label = `${total} loaded ${total === 1 ? "activity" : "activities"} over ${days.length} ${days.length === 1 ? "day" : "days"}, ` +
     `${short.format(days[0])} to ${short.format(days[days.length - 1])}; busiest ${short.format(busiest)} with ${counts.get(dayKey(busiest))}` +

@@ -190,14 +190,20 @@ func (v Violation) String() string {
 	return fmt.Sprintf("%s (%s): %s at %s", v.ID, v.Impact, v.Help, strings.Join(v.Nodes, "; "))
 }
 
-// Axe runs axe-core's WCAG 2.1 A and AA rules on the page as it stands and
-// fails t for each serious or critical violation; it returns them all.
-func Axe(t testing.TB, p *Page) []Violation {
+// Axe runs axe-core's WCAG 2.1 A and AA rules (or only the rules named) on
+// the page as it stands and fails t for each serious or critical
+// violation; it returns them all.
+func Axe(t testing.TB, p *Page, rules ...string) []Violation {
 	t.Helper()
 	if !Eval[bool](t, p, "typeof window.axe === 'object'") {
 		Eval[chromedp.Void](t, p, axeSource)
 	}
-	const run = `axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}, resultTypes: ["violations"]})
+	only := `{type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}`
+	if len(rules) > 0 {
+		names, _ := json.Marshal(rules)
+		only = `{type: "rule", values: ` + string(names) + `}`
+	}
+	run := `axe.run(document, {runOnly: ` + only + `, resultTypes: ["violations"]})
 		.then(r => JSON.stringify(r.violations.map(v => ({id: v.id, impact: v.impact || "", help: v.help,
 			nodes: v.nodes.map(n => n.target.join(" ") + ": " + (n.failureSummary || "").replace(/\s+/g, " "))}))))`
 	out := Eval[string](t, p, run)
