@@ -553,6 +553,9 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 				case "/swagger", "/swagger/*filepath":
 					// The UI and its assets: documented as /swagger/.
 					path = "/swagger/"
+				case "/ui", "/ui/*filepath":
+					// The timeline page and its files: documented as /ui/ (and /ui/config.json).
+					path = "/ui/"
 				}
 				path = strings.ReplaceAll(path, ":id", "{id}")
 				i := strings.Index(doc, "\n  "+path+":")

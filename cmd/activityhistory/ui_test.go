@@ -296,6 +296,15 @@ func TestTimelinePage(t *testing.T) {
 		if loc := uitest.Eval[string](t, page, `location.search`); loc != "?targetId="+accountID+"&type=update&sourceDomain=Tenancy" {
 			t.Errorf("URL query %q", loc)
 		}
+		// A link opens the same view.
+		page.Do(t, chromedp.Reload())
+		uitest.WaitFor[bool](t, page, `document.getElementById("summary").textContent.startsWith("Showing all")`)
+		if got := uitest.Eval[[]string](t, page, ids); !slices.Equal(got, want) {
+			t.Errorf("the same URL, opened again, shows %v, want %v", got, want)
+		}
+		if !uitest.Eval[bool](t, page, `document.querySelector("#filter-types input[value=update]").checked && document.getElementById("filter-domain").value === "Tenancy"`) {
+			t.Error("the filters of the URL are not in the form")
+		}
 
 		zone, _ := time.LoadLocation(pageZone)
 		from, to := "2024-06-05", "2024-06-06"
