@@ -21,6 +21,7 @@ import (
 
 	"github.com/council/activityhistory/apitest"
 	"github.com/council/activityhistory/eventstore/natsjs"
+	"github.com/council/activityhistory/ui"
 	"github.com/council/activityhistory/ui/uitest"
 )
 
@@ -477,4 +478,53 @@ func lastHash(t *testing.T, dir, stream string) string {
 		t.Fatalf("read %s: %v (%d records)", stream, err, len(recs))
 	}
 	return recs[len(recs)-1].Hash
+}
+
+// The page is told how to authenticate; in development auth mode its token
+// reads and audits but cannot write.
+func TestTimelinePageAuthModes(t *testing.T) {
+	t.Parallel()
+	chk := apitest.New(t)
+	config := func(t *testing.T, svc *service) ui.Config {
+		t.Helper()
+		resp, b := chk.Do(t, http.DefaultClient, request(t, http.MethodGet, svc.url+"/ui/config.json", "", nil))
+		var c ui.Config
+		if err := json.Unmarshal(b, &c); resp.StatusCode != http.StatusOK || err != nil {
+			t.Fatalf("config: %d %s %v", resp.StatusCode, b, err)
+		}
+		return c
+	}
+	t.Run("bearer", func(t *testing.T) {
+		t.Parallel()
+		if c := config(t, start(t, baseEnv(t.TempDir()))); c != (ui.Config{Auth: ui.AuthBearer}) {
+			t.Errorf("config %+v", c)
+		}
+	})
+	t.Run("disabled", func(t *testing.T) {
+		t.Parallel()
+		env := baseEnv(t.TempDir())
+		delete(env, "AUTH_JWT_SECRET")
+		env["AUTH_DISABLED"] = "true"
+		if c := config(t, start(t, env)); c != (ui.Config{Auth: ui.AuthDisabled}) {
+			t.Errorf("config %+v", c)
+		}
+	})
+	t.Run("development", func(t *testing.T) {
+		t.Parallel()
+		env := baseEnv(t.TempDir())
+		delete(env, "AUTH_JWT_SECRET")
+		svc := start(t, env, "--dev-auth")
+		c := config(t, svc)
+		if c.Auth != ui.AuthDev || c.Token == "" || c.Expires == nil || c.Expires.Sub(time.Now()) > time.Hour {
+			t.Fatalf("config %+v", c)
+		}
+		read := request(t, http.MethodGet, svc.url+"/api/v1/activityHistory?targetId="+missingID, c.Token, nil)
+		if resp, b := chk.Do(t, http.DefaultClient, read); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("read with the page's token: %d %s", resp.StatusCode, b)
+		}
+		write := request(t, http.MethodPost, svc.url+"/api/v1/activityHistory", c.Token, activityBody(missingID, 0))
+		if resp, b := chk.Do(t, http.DefaultClient, write); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("write with the page's token: %d %s", resp.StatusCode, b)
+		}
+	})
 }
