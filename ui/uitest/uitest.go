@@ -118,10 +118,11 @@ func Start(t testing.TB, timezone, locale string) *Page {
 	return p
 }
 
-// Do runs actions on the tab, failing t on an error. Each call has 30 s.
+// Do runs actions on the tab, failing t on an error. Each call has 60 s:
+// a shared machine running the whole suite can be slow.
 func (p *Page) Do(t testing.TB, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(p.Ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(p.Ctx, time.Minute)
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		t.Fatalf("browser: %v\npage log:\n%s", err, strings.Join(p.Logs(), "\n"))
@@ -131,7 +132,7 @@ func (p *Page) Do(t testing.TB, actions ...chromedp.Action[chromedp.Void]) {
 // Eval evaluates a JavaScript expression (awaiting a promise) into T.
 func Eval[T any](t testing.TB, p *Page, expr string) T {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(p.Ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(p.Ctx, time.Minute)
 	defer cancel()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
@@ -140,13 +141,13 @@ func Eval[T any](t testing.TB, p *Page, expr string) T {
 	return v
 }
 
-// WaitFor polls a JavaScript expression until it is truthy (at most 20 s)
+// WaitFor polls a JavaScript expression until it is truthy (at most 45 s)
 // and returns its value.
 func WaitFor[T any](t testing.TB, p *Page, expr string) T {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(p.Ctx, 25*time.Second)
+	ctx, cancel := context.WithTimeout(p.Ctx, 50*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Poll[T](expr, chromedp.WithPollingInterval(25*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)))
+	v, err := chromedp.Run(ctx, chromedp.Poll[T](expr, chromedp.WithPollingInterval(25*time.Millisecond), chromedp.WithPollingTimeout(45*time.Second)))
 	if err != nil {
 		t.Fatalf("waiting for %q: %v\npage log:\n%s", clip(expr), err, strings.Join(p.Logs(), "\n"))
 	}
@@ -164,7 +165,7 @@ func (p *Page) Logs() []string {
 // Screenshot writes the viewport as a PNG to path.
 func (p *Page) Screenshot(t testing.TB, path string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(p.Ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(p.Ctx, time.Minute)
 	defer cancel()
 	b, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {
