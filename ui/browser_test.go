@@ -1,6 +1,7 @@
 package ui_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
@@ -19,12 +20,20 @@ import (
 // TestPageInBrowser runs the page's own modules in headless Chromium: the
 // field-level diff, and how the page words a failing service. The page
 // against the whole service is tested in cmd/activityhistory.
+const slowTarget = "0a4a1e2c-4cf3-4b5e-9d89-6f2a1c3e5b7d"
+
 func TestPageInBrowser(t *testing.T) {
 	t.Parallel()
 	page := uitest.Start(t, "UTC", "en-GB")
 	e := engine(ui.Options{})
+	// The service's own error answers: a fault (500) and a dependency that
+	// did not answer in time (503).
 	e.GET("/api/v1/activityHistory", func(c *gin.Context) {
-		httpapi.Internal(c, errors.New("the read model is down"))
+		if c.Query("targetId") == slowTarget {
+			httpapi.Internal(c, context.DeadlineExceeded)
+			return
+		}
+		httpapi.Internal(c, errors.New("a fault"))
 	})
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
@@ -78,7 +87,7 @@ func TestPageInBrowser(t *testing.T) {
 		}
 	})
 
-	t.Run("a 5xx shows what happened and a reference", func(t *testing.T) {
+	t.Run("500 and 503 show what happened and a reference", func(t *testing.T) {
 		page.Do(t,
 			chromedp.SetValue(chromedp.CSS("#target"), "5b0c9c1e-6d2f-4a8b-9e3a-2f6d7c8b9a01"),
 			chromedp.Click(chromedp.CSS("#search button[type=submit]")),
@@ -88,6 +97,15 @@ func TestPageInBrowser(t *testing.T) {
 			t.Errorf("500 shows %q", got)
 		}
 		uitest.Axe(t, page)
+
+		page.Do(t,
+			chromedp.SetValue(chromedp.CSS("#target"), slowTarget),
+			chromedp.Click(chromedp.CSS("#search button[type=submit]")),
+		)
+		got = uitest.WaitFor[string](t, page, `!document.getElementById("message").hidden && document.getElementById("message").innerText`)
+		if !strings.Contains(got, "unavailable for now (503)") || !strings.Contains(got, "Try again in 1 second.") {
+			t.Errorf("503 shows %q", got)
+		}
 	})
 
 	for _, l := range page.Logs() {

@@ -111,6 +111,11 @@ function failure(resp, body, what) {
   if (status === 400) {
     return new ApiError(status, "The request was not accepted: " + (apiMessage || "invalid parameters") + ".", { ...detail, fields: body && body.errors, kind: "invalid" });
   }
+  if (status === 503) {
+    const wait = Number(resp.headers.get("Retry-After"));
+    const when = wait > 0 ? `in ${wait} ${wait === 1 ? "second" : "seconds"}` : "in a moment";
+    return new ApiError(status, `The service is unavailable for now (503): a store it depends on is down or slow. Try again ${when}.`, { ...detail, kind: "server" });
+  }
   if (status >= 500) {
     return new ApiError(status, `The service had a problem (${status}). Try again in a moment; if it persists, give support the reference below.`, { ...detail, kind: "server" });
   }
