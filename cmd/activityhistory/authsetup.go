@@ -45,10 +45,11 @@ func newAuthenticator(cfg config, log *slog.Logger, stdout io.Writer) (*auth.Aut
 		return a, nil, err
 	}
 	ac := auth.Config{
-		ReadGroups:  cfg.AuthReadGroups,
-		WriteGroups: cfg.AuthWriteGroups,
-		AuditGroups: cfg.AuthAuditGroups,
-		Skew:        cfg.AuthClockSkew,
+		ReadGroups:   cfg.AuthReadGroups,
+		WriteGroups:  cfg.AuthWriteGroups,
+		AuditGroups:  cfg.AuthAuditGroups,
+		ExportGroups: cfg.AuthExportGroups,
+		Skew:         cfg.AuthClockSkew,
 	}
 	if cfg.AuthJWTSecret != "" {
 		ac.HMACSecret = []byte(cfg.AuthJWTSecret)

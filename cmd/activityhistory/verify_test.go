@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
+	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
 )
 
 // verifyRun runs the verify sub-command on dir and returns its error and
@@ -67,17 +67,9 @@ func tamper(t *testing.T, dir string, msgs ...*nats.Msg) {
 	}
 }
 
-// forgedRecord is a record for tamper to append to stream behind the
-// store's back: the next revision after prevHash, with a made-up hash.
-func forgedRecord(stream, id string, revision int, prevHash string, data []byte) *nats.Msg {
-	m := nats.NewMsg("ah.ev." + base64.RawURLEncoding.EncodeToString([]byte(stream)))
-	m.Header.Set("Nats-Msg-Id", id)
-	m.Header.Set("Ah-Revision", strconv.Itoa(revision))
-	m.Header.Set("Ah-Type", "ActivityRecorded")
-	m.Header.Set("Ah-Prev-Hash", prevHash)
-	m.Header.Set("Ah-Hash", strings.Repeat("ab", 32))
-	m.Data = data
-	return m
+// eventSubject is the JetStream subject of stream's events.
+func eventSubject(stream string) string {
+	return "ah.ev." + base64.RawURLEncoding.EncodeToString([]byte(stream))
 }
 
 func TestVerifyAll(t *testing.T) {
@@ -114,7 +106,7 @@ func TestVerifyAll(t *testing.T) {
 	}
 
 	// A record appended behind the store's back, with made-up headers.
-	forged := forgedRecord("tenure-2", "forged-1", 3, heads[1].Hash, []byte(`{"n":2}`))
+	forged := natsjstest.Forged(eventSubject("tenure-2"), 3, heads[1].Hash)
 	// A recorded head whose stream has no records.
 	ghost := nats.NewMsg("$KV.ACTIVITY_HEADS." + base64.RawURLEncoding.EncodeToString([]byte("ghost-9")))
 	ghost.Data = []byte(`{"stream":"ghost-9","revision":4,"hash":"` + strings.Repeat("cd", 32) + `","position":99}`)
