@@ -134,6 +134,7 @@ func TestTimelinePage(t *testing.T) {
 	post(bodies)
 	for i := range 5 {
 		b := activityBody(tenancyID, i)
+		b["id"] = uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "ui-test/tenancy/%d", i)).String() // stable screenshots
 		b["targetType"] = "tenure"
 		post(b)
 	}
@@ -322,6 +323,7 @@ func TestTimelinePage(t *testing.T) {
 		}
 		page.Do(t, chromedp.Click(chromedp.CSS("#clear-filters")))
 		uitest.WaitFor[bool](t, page, `location.search === "?targetId=`+accountID+`"`)
+		page.Do(t, chromedp.Click(chromedp.CSS(`#filter-panel summary`)))
 	})
 
 	t.Run("verify a clean and a tampered stream", func(t *testing.T) {
