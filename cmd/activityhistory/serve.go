@@ -35,6 +35,7 @@ import (
 	"github.com/council/activityhistory/httpapi"
 	"github.com/council/activityhistory/projection"
 	"github.com/council/activityhistory/query"
+	"github.com/council/activityhistory/ui"
 )
 
 // httpWriteTimeout bounds writing a response; DEPENDENCY_TIMEOUT stays
@@ -147,8 +148,9 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	}
 
 	var authn *auth.Authenticator
+	var dev *devTokens
 	if cfg.has("command") || cfg.has("query") {
-		if authn, err = newAuthenticator(cfg, log, stdout); err != nil {
+		if authn, dev, err = newAuthenticator(cfg, log, stdout); err != nil {
 			return nil, err
 		}
 	}
@@ -211,6 +213,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		}
 		o.mount(e)
 		apidocs.Mount(e)
+		ui.Mount(e, pageOptions(cfg, dev))
 		queryEngine = e
 		a.engines = append(a.engines, e.FoldedEngine.Engine)
 	}
@@ -223,6 +226,17 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	}
 	a.handler = httpapi.CORS(cfg.CORSAllowedOrigin, splitByMethod(queryEngine, cmdEngine))
 	return a, nil
+}
+
+// pageOptions say how the timeline page authenticates.
+func pageOptions(cfg config, dev *devTokens) ui.Options {
+	switch {
+	case cfg.AuthDisabled:
+		return ui.Options{Auth: ui.AuthDisabled}
+	case dev != nil:
+		return ui.Options{Auth: ui.AuthDev, DevToken: dev.pageToken}
+	}
+	return ui.Options{Auth: ui.AuthBearer}
 }
 
 // mountAudit adds replay, verify and export to the query engine when the

@@ -148,7 +148,13 @@ func checkFor(t *testing.T, d time.Duration, f func() error) {
 
 func mint(t *testing.T, groups ...string) string {
 	t.Helper()
-	tok, err := auth.Mint([]byte(testSecret), auth.MintClaims{
+	return mintWith(t, []byte(testSecret), groups...)
+}
+
+// mintWith mints a token signed with secret, valid one hour.
+func mintWith(t *testing.T, secret []byte, groups ...string) string {
+	t.Helper()
+	tok, err := auth.Mint(secret, auth.MintClaims{
 		Subject: "tester", Name: "Test Writer", Email: "writer@example.org", Groups: groups, TTL: time.Hour,
 	}, time.Now())
 	if err != nil {
@@ -580,6 +586,9 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 				case "/swagger", "/swagger/*filepath":
 					// The UI and its assets: documented as /swagger/.
 					path = "/swagger/"
+				case "/ui", "/ui/*filepath":
+					// The timeline page and its files: documented as /ui/ (and /ui/config.json).
+					path = "/ui/"
 				}
 				path = pathParam.ReplaceAllString(path, "{$1}")
 				i := strings.Index(doc, "\n  "+path+":")
