@@ -15,25 +15,27 @@ import (
 
 // config is everything serve needs, from flags or the environment.
 type config struct {
-	Roles            []string
-	HTTPAddr         string
-	DataDir          string
-	EventStoreURL    string
-	EventStoreRepl   int
-	EventStoreSync   string
-	RedisURL         string
-	RedisPrefix      string
-	RedisCluster     bool
-	TargetIDFormat   string
-	ExtraTargetTypes []string
-	CursorSecret     string
-	LogLevel         string
-	LogFormat        string
-	ShutdownTimeout  time.Duration
-	PprofAddr        string
-	PageCacheMB      int
-	DepTimeout       time.Duration
-	SlowQueryMS      int
+	Roles             []string
+	HTTPAddr          string
+	DataDir           string
+	EventStoreURL     string
+	EventStoreRepl    int
+	EventStoreSync    string
+	RedisURL          string
+	RedisPrefix       string
+	RedisCluster      bool
+	TargetIDFormat    string
+	ExtraTargetTypes  []string
+	CursorSecret      string
+	LogLevel          string
+	LogFormat         string
+	ShutdownTimeout   time.Duration
+	DepTimeout        time.Duration
+	SlowQueryMS       int
+	ReadWaitMax       time.Duration
+	ProjectorLeaseTTL time.Duration
+	PprofAddr         string
+	PageCacheMB       int
 
 	AuthDisabled      bool
 	AuthDev           bool
@@ -156,9 +158,11 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.str(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
 	e.integer(&c.SlowQueryMS, "slow-query-ms", "SLOW_QUERY_MS", 200, "reads slower than this many milliseconds are logged at warn")
 	e.duration(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 15*time.Second, "how long to drain requests on SIGTERM")
-	e.integer(&c.PageCacheMB, "page-cache-mb", "PAGE_CACHE_MB", 64, "MB of first pages kept in process when the query and projector roles share it (the projector then invalidates them exactly); 0 = off")
+	e.integer(&c.PageCacheMB, "page-cache-mb", "PAGE_CACHE_MB", 64, "MB of first pages kept in process with the in-memory read model (its projector invalidates them exactly); 0 = off")
 	e.str(&c.PprofAddr, "pprof-addr", "PPROF_ADDR", "", "serve Go's profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; empty = off")
 	e.duration(&c.DepTimeout, "dependency-timeout", "DEPENDENCY_TIMEOUT", guard.DefaultTimeout, "deadline of each event store and read model call of a request; past it the request answers 503 with Retry-After")
+	e.duration(&c.ReadWaitMax, "read-wait-max", "READ_WAIT_MAX", 2*time.Second, "how long a read waits for the read model to apply minPosition (or the store's position as of start) before answering 503")
+	e.duration(&c.ProjectorLeaseTTL, "projector-lease-ttl", "PROJECTOR_LEASE_TTL", 10*time.Second, "with Redis, one projector applies at a time; a standby takes over within this time of its death")
 	e.boolean(&c.AuthDisabled, "auth-disabled", "AUTH_DISABLED", false, "turn authentication off (logs a warning at every start)")
 	e.boolean(&c.AuthDev, "dev-auth", "AUTH_DEV", false, "development auth when none is configured: generate a secret under the data dir and print a token")
 	e.str(&c.AuthJWTSecret, "auth-jwt-secret", "AUTH_JWT_SECRET", "", "HS256 shared secret of user tokens (32+ bytes)")
@@ -210,6 +214,12 @@ func (c *config) check() error {
 	}
 	if c.SlowQueryMS < 1 {
 		errs = append(errs, fmt.Errorf("SLOW_QUERY_MS=%d: want a positive number of milliseconds", c.SlowQueryMS))
+	}
+	if c.ReadWaitMax <= 0 {
+		errs = append(errs, fmt.Errorf("READ_WAIT_MAX=%v: want a positive duration", c.ReadWaitMax))
+	}
+	if c.ProjectorLeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("PROJECTOR_LEASE_TTL=%v: want at least 1s", c.ProjectorLeaseTTL))
 	}
 	if c.CursorSecret != "" && len(c.CursorSecret) < 32 {
 		errs = append(errs, errors.New("CURSOR_SECRET: must be at least 32 bytes"))
