@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/council/activityhistory/activity"
+	"github.com/council/activityhistory/projection"
 	"github.com/council/activityhistory/query"
 )
 
@@ -338,9 +339,10 @@ func (r *run) probeOnce(ctx context.Context, c *client, base, target string, i i
 
 // settle waits until the Redis checkpoint stops moving.
 func (r *run) settle(ctx context.Context) error {
-	last := ""
+	last := uint64(0)
+	model := projection.NewRedis(r.redis.client, "ah:")
 	return r.until(ctx, 5*time.Minute, func() (bool, error) {
-		cp, err := r.redis.client.Get(ctx, "ah:checkpoint").Result()
+		cp, err := model.Checkpoint(ctx)
 		if err != nil {
 			return false, err
 		}
@@ -383,7 +385,7 @@ func (r *run) memoryReads(ctx context.Context, storeDir, deepTok string) error {
 // catchUp runs a projector alone into an empty Redis prefix and times it
 // from its first checkpoint to the last.
 func (r *run) catchUp(ctx context.Context, storeDir string) error {
-	want, err := r.redis.client.Get(ctx, "ah:checkpoint").Uint64()
+	want, err := projection.NewRedis(r.redis.client, "ah:").Checkpoint(ctx)
 	if err != nil {
 		return fmt.Errorf("checkpoint of the first service: %w", err)
 	}
@@ -393,10 +395,11 @@ func (r *run) catchUp(ctx context.Context, storeDir string) error {
 		return err
 	}
 	defer p.stop()
+	caught := projection.NewRedis(r.redis.client, "ahc:")
 	var first time.Time
 	var firstPos uint64
 	err = r.until(ctx, 30*time.Minute, func() (bool, error) {
-		pos, err := r.redis.client.Get(ctx, "ahc:checkpoint").Uint64()
+		pos, err := caught.Checkpoint(ctx)
 		if err != nil || pos == 0 {
 			return false, nil
 		}
