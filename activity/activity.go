@@ -41,6 +41,18 @@ type Author struct {
 	Email    string `json:"email"`
 }
 
+// Nulls marks the text fields a client sent as JSON null: they are
+// returned as null, as sent (the pilot kept them so), while an absent field
+// is "". A marked field holding text (filled in from the token) is text.
+type Nulls uint8
+
+// The fields that can be null.
+const (
+	NullFullName Nulls = 1 << iota
+	NullEmail
+	NullSourceDomain
+)
+
 // Activity is one immutable entry in a target's history. The JSON field
 // names and their order are those of the API this service replaces.
 type Activity struct {
@@ -54,6 +66,7 @@ type Activity struct {
 	NewData             json.RawMessage `json:"newData"`
 	AuthorDetails       Author          `json:"authorDetails"`
 	SourceDomain        string          `json:"sourceDomain"`
+	Nulls               Nulls           `json:"-"`
 }
 
 // sortKeyTime is fixed width so that byte order equals time order.
@@ -86,19 +99,50 @@ func (a Activity) MarshalJSON() ([]byte, error) {
 		TimeToLiveForRecord int             `json:"timetoLiveForRecord"`
 		OldData             json.RawMessage `json:"oldData"`
 		NewData             json.RawMessage `json:"newData"`
-		AuthorDetails       Author          `json:"authorDetails"`
-		SourceDomain        string          `json:"sourceDomain"`
+		AuthorDetails       nullableAuthor  `json:"authorDetails"`
+		SourceDomain        *string         `json:"sourceDomain"`
 	}
+	nulls := a.shownNulls()
 	s := shape{
 		ID: a.ID, TargetID: a.TargetID, Type: a.Type, TargetType: a.TargetType,
 		CreatedAt:           a.CreatedAt.UTC().Format(time.RFC3339Nano),
 		TimeToLiveForRecord: a.TimeToLiveForRecord,
 		OldData:             orNull(a.OldData),
 		NewData:             orNull(a.NewData),
-		AuthorDetails:       a.AuthorDetails,
-		SourceDomain:        a.SourceDomain,
+		AuthorDetails: nullableAuthor{
+			FullName: orNil(a.AuthorDetails.FullName, nulls&NullFullName != 0),
+			Email:    orNil(a.AuthorDetails.Email, nulls&NullEmail != 0),
+		},
+		SourceDomain: orNil(a.SourceDomain, nulls&NullSourceDomain != 0),
 	}
 	return json.Marshal(s)
+}
+
+type nullableAuthor struct {
+	FullName *string `json:"fullName"`
+	Email    *string `json:"email"`
+}
+
+func orNil(s string, null bool) *string {
+	if null {
+		return nil
+	}
+	return &s
+}
+
+// shownNulls are the marked fields still empty: those written as null.
+func (a Activity) shownNulls() Nulls {
+	n := a.Nulls
+	if a.AuthorDetails.FullName != "" {
+		n &^= NullFullName
+	}
+	if a.AuthorDetails.Email != "" {
+		n &^= NullEmail
+	}
+	if a.SourceDomain != "" {
+		n &^= NullSourceDomain
+	}
+	return n
 }
 
 // UnmarshalJSON reads what MarshalJSON wrote. It is lenient: it is used on
@@ -118,7 +162,27 @@ func (a *Activity) UnmarshalJSON(b []byte) error {
 	if isNull(a.NewData) {
 		a.NewData = nil
 	}
+	if bytes.Contains(b, null) {
+		var n struct {
+			AuthorDetails *struct{ FullName, Email json.RawMessage }
+			SourceDomain  json.RawMessage
+		}
+		if err := json.Unmarshal(b, &n); err != nil {
+			return err
+		}
+		if n.AuthorDetails != nil {
+			a.Nulls |= nullIf(n.AuthorDetails.FullName, NullFullName) | nullIf(n.AuthorDetails.Email, NullEmail)
+		}
+		a.Nulls |= nullIf(n.SourceDomain, NullSourceDomain)
+	}
 	return nil
+}
+
+func nullIf(m json.RawMessage, n Nulls) Nulls {
+	if bytes.Equal(m, null) {
+		return n
+	}
+	return 0
 }
 
 // Equal reports whether two activities record the same thing; it is how a
@@ -129,7 +193,8 @@ func (a Activity) Equal(b Activity) bool {
 		a.TimeToLiveForRecord == b.TimeToLiveForRecord &&
 		bytes.Equal(orNull(a.OldData), orNull(b.OldData)) &&
 		bytes.Equal(orNull(a.NewData), orNull(b.NewData)) &&
-		a.AuthorDetails == b.AuthorDetails && a.SourceDomain == b.SourceDomain
+		a.AuthorDetails == b.AuthorDetails && a.SourceDomain == b.SourceDomain &&
+		a.shownNulls() == b.shownNulls()
 }
 
 var null = json.RawMessage("null")

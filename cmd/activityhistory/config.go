@@ -37,7 +37,16 @@ type config struct {
 	AuthWriteGroups   []string
 	AuthAuditGroups   []string
 	AuthClockSkew     time.Duration
+	AuthRequireExp    bool
+	AuthMaxTokenAge   time.Duration
+	AuthJWKSURLs      []string
+	AuthIssuer        string
+	AuthAudience      []string
+	AuthGroupsClaim   string
+	AuthNameClaim     string
+	AuthEmailClaim    string
 	CORSAllowedOrigin []string
+	CORSAllowedHeader []string
 }
 
 // envFlags binds flags to environment variables: a flag's default is its
@@ -153,8 +162,17 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.list(&c.AuthReadGroups, "auth-read-groups", "AUTH_READ_GROUPS", "", "groups allowed to read history")
 	e.list(&c.AuthWriteGroups, "auth-write-groups", "AUTH_WRITE_GROUPS", "", "groups allowed to record activities")
 	e.list(&c.AuthAuditGroups, "auth-audit-groups", "AUTH_AUDIT_GROUPS", "", "groups allowed to use the audit endpoints")
-	e.duration(&c.AuthClockSkew, "auth-clock-skew", "AUTH_CLOCK_SKEW", 30*time.Second, "allowed clock skew for exp/nbf")
+	e.duration(&c.AuthClockSkew, "auth-clock-skew", "AUTH_CLOCK_SKEW", 30*time.Second, "allowed clock skew for exp/nbf/iat")
+	e.boolean(&c.AuthRequireExp, "auth-require-exp", "AUTH_REQUIRE_EXP", true, "refuse tokens without exp; false accepts the council's user tokens, which have none (warns at start)")
+	e.duration(&c.AuthMaxTokenAge, "auth-max-token-age", "AUTH_MAX_TOKEN_AGE", 0, "refuse tokens whose iat is older than this, and tokens without iat; 0 = no limit")
+	e.list(&c.AuthJWKSURLs, "auth-jwks-url", "AUTH_JWKS_URL", "", "JWKS URLs of RS256/ES256 signing keys (Cognito: https://cognito-idp.<region>.amazonaws.com/<pool>/.well-known/jwks.json)")
+	e.str(&c.AuthIssuer, "auth-issuer", "AUTH_ISSUER", "", "required iss of tokens; empty = not checked")
+	e.list(&c.AuthAudience, "auth-audience", "AUTH_AUDIENCE", "", "accepted aud values of tokens; empty = not checked")
+	e.str(&c.AuthGroupsClaim, "auth-groups-claim", "AUTH_GROUPS_CLAIM", "groups", "claim holding the caller's groups: an array, or a string split on ; and , (Cognito: custom:groups)")
+	e.str(&c.AuthNameClaim, "auth-name-claim", "AUTH_NAME_CLAIM", "name", "claim giving authorDetails.fullName when a POST has none")
+	e.str(&c.AuthEmailClaim, "auth-email-claim", "AUTH_EMAIL_CLAIM", "email", "claim giving authorDetails.email when a POST has none")
 	e.list(&c.CORSAllowedOrigin, "cors-allowed-origins", "CORS_ALLOWED_ORIGINS", "*", "origins allowed by CORS")
+	e.list(&c.CORSAllowedHeader, "cors-allowed-headers", "CORS_ALLOWED_HEADERS", "*", "request headers allowed by CORS besides Authorization, Content-Type, x-correlation-id and traceparent; * = any")
 	if err := e.parse(args); err != nil {
 		return c, err
 	}
@@ -184,8 +202,11 @@ func (c *config) check() error {
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel))
 	}
-	if c.AuthDisabled && (c.AuthJWTSecret != "" || c.AuthPublicKeys != "") {
-		errs = append(errs, errors.New("AUTH_DISABLED=true with AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEYS set: choose one"))
+	if c.AuthDisabled && (c.AuthJWTSecret != "" || c.AuthPublicKeys != "" || len(c.AuthJWKSURLs) > 0) {
+		errs = append(errs, errors.New("AUTH_DISABLED=true with AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEYS or AUTH_JWKS_URL set: choose one"))
+	}
+	if c.AuthMaxTokenAge < 0 {
+		errs = append(errs, fmt.Errorf("AUTH_MAX_TOKEN_AGE=%s: must not be negative", c.AuthMaxTokenAge))
 	}
 	if c.CursorSecret != "" && len(c.CursorSecret) < 32 {
 		errs = append(errs, errors.New("CURSOR_SECRET: must be at least 32 bytes"))

@@ -134,6 +134,10 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		if authn, err = newAuthenticator(cfg, log, stdout); err != nil {
 			return nil, err
 		}
+		a.closers = append(a.closers, authn.Close)
+		if len(cfg.AuthJWKSURLs) > 0 {
+			checks = append(checks, check{name: "JWKS", description: "token signing keys at AUTH_JWKS_URL", ping: authn.Ready})
+		}
 	}
 	metrics := httpapi.NewMetrics(reg)
 	o := &ops{checks: checks, ready: a.ready, reg: reg}
@@ -174,10 +178,10 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		// Projector only: still serve health and metrics.
 		e := httpapi.NewEngine("ops", log, metrics)
 		o.mount(e)
-		queryEngine = e
+		queryEngine = httpapi.Fold(e)
 		a.engines = append(a.engines, e)
 	}
-	a.handler = httpapi.CORS(cfg.CORSAllowedOrigin, splitByMethod(queryEngine, cmdEngine))
+	a.handler = httpapi.CORS(cfg.CORSAllowedOrigin, cfg.CORSAllowedHeader, splitByMethod(queryEngine, cmdEngine))
 	return a, nil
 }
 
