@@ -182,7 +182,7 @@ func TestCognitoTokensFromJWKS(t *testing.T) {
 	jwks := newJWKSServer(t, map[string]*rsa.PrivateKey{"k1": first})
 	a := newAuth(t, Config{
 		JWKSURLs: []string{jwks.URL}, JWKSMinRefresh: time.Millisecond,
-		Issuer:   "https://cognito-idp.eu-west-2.amazonaws.com/eu-west-2_test", Audience: []string{"frontend"},
+		Issuer: "https://cognito-idp.eu-west-2.amazonaws.com/eu-west-2_test", Audience: []string{"frontend"},
 		GroupsClaim: "custom:groups",
 	})
 	t.Cleanup(func() { _ = a.Close() })
