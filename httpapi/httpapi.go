@@ -24,6 +24,7 @@ const (
 	ctxTrace       = "ah.traceId"
 	ctxLogger      = "ah.logger"
 	ctxAnnotations = "ah.annotations"
+	ctxExpected    = "ah.expected"
 )
 
 // ErrorBody is the one error envelope of the service.
@@ -119,9 +120,14 @@ func Annotate(c *gin.Context, key string, value any) {
 	c.Set(ctxAnnotations, append(list, key, value))
 }
 
+// Expected marks the request's status as part of normal operation (a
+// readiness probe answering 503 while the service starts): its access line
+// is logged at info.
+func Expected(c *gin.Context) { c.Set(ctxExpected, true) }
+
 // AccessLog logs one line per request at the end of it: errors for 5xx
-// but 503, which says "not now" (starting, a dependency down) and is
-// logged as a warning.
+// but 503, which says "not now" (a dependency down) and is logged as a
+// warning.
 func AccessLog() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
@@ -129,6 +135,7 @@ func AccessLog() gin.HandlerFunc {
 		status := c.Writer.Status()
 		level := slog.LevelInfo
 		switch {
+		case c.GetBool(ctxExpected):
 		case status == http.StatusServiceUnavailable:
 			level = slog.LevelWarn
 		case status >= 500:

@@ -49,6 +49,29 @@ type config struct {
 	CORSAllowedHeader []string
 }
 
+// summaries are the one-line summaries of the sub-commands, as in usage.
+var summaries = map[string]string{
+	"serve":  "run the service (roles: command, query, projector)",
+	"token":  "mint a development JWT",
+	"verify": "verify the hash chain of one stream or all of them",
+	"load":   "drive a running service with writers and readers; report throughput and latency",
+}
+
+// newFlags returns the flag set of sub-command name: its -h starts with
+// the command's one-line summary.
+func newFlags(name string, getenv func(string) string, stderr io.Writer) (*flag.FlagSet, *envFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "activityhistory %s: %s\n\nUsage: activityhistory %s [flags]\n\nFlags:\n", name, summaries[name], name)
+		fs.PrintDefaults()
+	}
+	return fs, &envFlags{fs: fs, getenv: getenv}
+}
+
+// errHelp is -h or --help: the usage was printed, and that is success.
+var errHelp = errors.New("help requested")
+
 // envFlags binds flags to environment variables: a flag's default is its
 // variable's value when set, so the command line wins over the environment.
 type envFlags struct {
@@ -110,12 +133,12 @@ func (e *envFlags) duration(p *time.Duration, flagName, envName string, def time
 	e.fs.DurationVar(p, flagName, v, help+" (env "+envName+")")
 }
 
-// parse parses args, then reports bad environment values; -h and bad
-// flags give errUsage.
+// parse parses args, then reports bad environment values; -h gives
+// errHelp, bad flags errUsage.
 func (e *envFlags) parse(args []string) error {
 	if err := e.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errUsage
+			return errHelp
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -137,9 +160,7 @@ func splitList(s string) []string {
 
 func parseServeConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	var c config
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	e := &envFlags{fs: fs, getenv: getenv}
+	_, e := newFlags("serve", getenv, stderr)
 	e.list(&c.Roles, "roles", "ROLES", "command,query,projector", "roles to run: command, query, projector")
 	e.str(&c.HTTPAddr, "http-addr", "HTTP_ADDR", "127.0.0.1:8080", "address to serve HTTP on")
 	e.str(&c.DataDir, "data-dir", "DATA_DIR", "./data", "directory for the embedded event store and generated dev secrets")

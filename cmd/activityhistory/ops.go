@@ -9,6 +9,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/council/activityhistory/httpapi"
 )
 
 // check is one dependency the health endpoints report on.
@@ -94,6 +96,7 @@ func (o *ops) mount(r gin.IRoutes) {
 	})
 	r.GET("/readyz", func(c *gin.Context) {
 		if !o.ready.Load() {
+			httpapi.Expected(c)
 			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "starting"})
 			return
 		}
