@@ -59,7 +59,7 @@ func (e *ValidationError) Error() string {
 	for _, k := range keys {
 		parts = append(parts, k+": "+strings.Join(e.Fields[k], "; "))
 	}
-	return "invalid activity: " + strings.Join(parts, ", ")
+	return "invalid input: " + strings.Join(parts, ", ")
 }
 
 func (e *ValidationError) add(field, msg string) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,4 +113,32 @@ func sameGroups(v any, want ...string) bool {
 		}
 	}
 	return true
+}
+
+func TestPlural(t *testing.T) {
+	t.Parallel()
+	for n, want := range map[int]string{0: "0 streams", 1: "1 stream", 2: "2 streams"} {
+		if got := plural(n, "stream"); got != want {
+			t.Errorf("plural(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// A busy port fails before the dev banner, naming the variable to change.
+func TestBusyPortFailsBeforeTheBanner(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	env := map[string]string{"DATA_DIR": t.TempDir(), "HTTP_ADDR": ln.Addr().String(), "AUTH_DEV": "true"}
+	var stdout, stderr bytes.Buffer
+	err = run(context.Background(), []string{"serve"}, func(k string) string { return env[k] }, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "HTTP_ADDR") || !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Errorf("serve on a busy port: %v", err)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("printed before failing: %s", stdout.String())
+	}
 }

@@ -27,7 +27,7 @@ func main() {
 var errUsage = errors.New("usage")
 
 func exitCode(err error) int {
-	if errors.Is(err, errUsage) {
+	if errors.Is(err, errUsage) || errors.Is(err, errNoStream) {
 		return 2
 	}
 	return 1

@@ -53,16 +53,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log := newLogger(cfg, stderr)
 
+	// Listen first: a busy port fails before anything starts or a dev
+	// token is printed.
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (set HTTP_ADDR or --http-addr to use another address): %w", cfg.HTTPAddr, err)
+	}
+	cfg.HTTPAddr = ln.Addr().String() // the port chosen for :0, in the banner
 	app, err := build(ctx, cfg, log, stdout)
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	defer app.close()
-
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
-	}
 	return app.run(ctx, ln)
 }
 

@@ -62,8 +62,17 @@ func baseEnv(dataDir string) map[string]string {
 	}
 }
 
-// start runs serve with env until the test ends or stop is called.
+// start runs serve with env until the test ends or stop is called, and
+// waits for it to be ready.
 func start(t *testing.T, env map[string]string, args ...string) *service {
+	t.Helper()
+	s := startServing(t, env, args...)
+	s.waitReady(t)
+	return s
+}
+
+// startServing runs serve with env until the test ends or stop is called.
+func startServing(t *testing.T, env map[string]string, args ...string) *service {
 	t.Helper()
 	getenv := func(k string) string { return env[k] }
 	logs, stdout := &syncBuffer{}, &syncBuffer{}
@@ -97,9 +106,7 @@ func start(t *testing.T, env map[string]string, args ...string) *service {
 		})
 	}
 	t.Cleanup(stop)
-	s := &service{url: "http://" + ln.Addr().String(), logs: logs, stdout: stdout, stop: stop}
-	s.waitReady(t)
-	return s
+	return &service{url: "http://" + ln.Addr().String(), logs: logs, stdout: stdout, stop: stop}
 }
 
 func (s *service) waitReady(t *testing.T) {
