@@ -98,7 +98,11 @@ func (e *envFlags) str(p *string, flagName, envName, def, help string) {
 
 func (e *envFlags) list(p *[]string, flagName, envName, def, help string) {
 	*p = splitList(e.env(envName, def))
-	e.fs.Func(flagName, help+", comma-separated (env "+envName+")", func(s string) error {
+	help += ", comma-separated (env " + envName + ")"
+	if def != "" {
+		help += fmt.Sprintf(` (default %q)`, def)
+	}
+	e.fs.Func(flagName, help, func(s string) error {
 		*p = splitList(s)
 		return nil
 	})

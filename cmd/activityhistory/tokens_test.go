@@ -234,3 +234,46 @@ func TestMetricsAtZero(t *testing.T) {
 		}
 	}
 }
+
+// One access line per request, plus the query line of a read; a 401 says
+// why on its access line; a bad query parameter is not an "invalid
+// activity".
+func TestLogLinesPerRequest(t *testing.T) {
+	t.Parallel()
+	chk := apitest.New(t)
+	s := start(t, baseEnv(t.TempDir()))
+	tok := mint(t, "readers", "writers")
+	target := uuid.NewString()
+	postAll(t, chk, s.url, tok, target, 1)
+	for _, tc := range []struct {
+		name   string
+		req    *http.Request
+		lines  int
+		absent string
+	}{
+		{"POST", request(t, "POST", s.url+"/api/v1/activityHistory", tok, activityBody(target, 2)), 1, ""},
+		{"GET history", request(t, "GET", s.url+"/api/v1/activityHistory?targetId="+target, tok, nil), 2, ""},
+		{"bad pageSize", request(t, "GET", s.url+"/api/v1/activityHistory?pageSize=x&targetId="+target, tok, nil), 2, "invalid activity"},
+		{"401", request(t, "GET", s.url+"/api/v1/activityHistory?targetId="+target, "x.y.z", nil), 1, ""},
+		{"HEAD", request(t, "HEAD", s.url+"/healthz", "", nil), 1, ""},
+	} {
+		id := uuid.NewString()
+		tc.req.Header.Set("x-correlation-id", id)
+		chk.Do(t, nil, tc.req)
+		var mine []string
+		for _, line := range strings.Split(s.logs.String(), "\n") {
+			if strings.Contains(line, id) {
+				mine = append(mine, line)
+			}
+		}
+		if len(mine) != tc.lines {
+			t.Errorf("%s: %d log lines, want %d:\n%s", tc.name, len(mine), tc.lines, strings.Join(mine, "\n"))
+		}
+		if tc.absent != "" && strings.Contains(strings.Join(mine, "\n"), tc.absent) {
+			t.Errorf("%s: logged %q", tc.name, tc.absent)
+		}
+		if tc.name == "HEAD" && !strings.Contains(strings.Join(mine, ""), `"method":"HEAD"`) {
+			t.Errorf("HEAD logged as %v", mine)
+		}
+	}
+}

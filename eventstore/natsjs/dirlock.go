@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/council/activityhistory/eventstore"
 )
 
 // ErrDirLocked is returned by Open when another process holds the embedded
@@ -46,8 +44,8 @@ func lockDir(dir string) (*dirLock, error) {
 				}
 			}
 			abs, _ := filepath.Abs(dir)
-			return nil, fmt.Errorf("%w: %s is locked by %s (a running serve?); stop it, or use another DATA_DIR: %w",
-				ErrDirLocked, cmp.Or(abs, dir), holder, eventstore.ErrUnavailable)
+			return nil, fmt.Errorf("%w: %s is locked by %s (a running serve?); stop it, or use another DATA_DIR",
+				ErrDirLocked, cmp.Or(abs, dir), holder)
 		}
 		return nil, fmt.Errorf("lock data dir %s: %w", dir, err)
 	}
