@@ -2,21 +2,18 @@ package auth
 
 import (
 	"crypto/rsa"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/council/activityhistory/apitest"
+	"github.com/council/activityhistory/auth/authtest"
 )
 
 // councilClaims are shaped like the council's user tokens: sub, email, iss,
@@ -123,49 +120,6 @@ func TestStrictHeaderAndTimeClaims(t *testing.T) {
 	}
 }
 
-// jwksServer publishes a key set that a test can rotate, and counts fetches.
-type jwksServer struct {
-	*httptest.Server
-	mu      sync.Mutex
-	keys    map[string]*rsa.PrivateKey
-	fail    atomic.Bool
-	fetches atomic.Int64
-}
-
-func newJWKSServer(t *testing.T, keys map[string]*rsa.PrivateKey) *jwksServer {
-	t.Helper()
-	s := &jwksServer{keys: keys}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.fetches.Add(1)
-		if s.fail.Load() {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		var set jwkset.JWKSMarshal
-		for kid, k := range s.keys {
-			jwk, err := jwkset.NewJWKFromKey(&k.PublicKey, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{
-				KID: kid, ALG: jwkset.AlgRS256, USE: jwkset.UseSig}})
-			if err != nil {
-				http.Error(w, err.Error(), 500)
-				return
-			}
-			set.Keys = append(set.Keys, jwk.Marshal())
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(set)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *jwksServer) rotate(keys map[string]*rsa.PrivateKey) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.keys = keys
-}
-
 // cognitoClaims are shaped like a Cognito ID token.
 func cognitoClaims(groups string) jwt.MapClaims {
 	return jwt.MapClaims{
@@ -179,7 +133,7 @@ func TestCognitoTokensFromJWKS(t *testing.T) {
 	t.Parallel()
 	chk := apitest.New(t)
 	first, second := newRSA(t, 2048), newRSA(t, 2048)
-	jwks := newJWKSServer(t, map[string]*rsa.PrivateKey{"k1": first})
+	jwks := authtest.NewJWKS(t, map[string]*rsa.PrivateKey{"k1": first})
 	a := newAuth(t, Config{
 		JWKSURLs: []string{jwks.URL}, JWKSMinRefresh: time.Millisecond,
 		Issuer: "https://cognito-idp.eu-west-2.amazonaws.com/eu-west-2_test", Audience: []string{"frontend"},
@@ -225,7 +179,7 @@ func TestCognitoTokensFromJWKS(t *testing.T) {
 
 	// The issuer rotates: the new kid is fetched on first sight, the old
 	// key is gone.
-	jwks.rotate(map[string]*rsa.PrivateKey{"k2": second})
+	jwks.Rotate(map[string]*rsa.PrivateKey{"k2": second})
 	expect(t, "GET", readPath, rs(second, "k2", good), 200, "")
 	expect(t, "POST", writePath, rs(second, "k2", good), 201, "")
 	expect(t, "GET", readPath, rs(first, "k1", good), 401, "unknown key")
@@ -254,8 +208,8 @@ func TestJWKSUnreachable(t *testing.T) {
 	}
 
 	// A host that answers errors, then comes back.
-	jwks := newJWKSServer(t, map[string]*rsa.PrivateKey{"k1": key})
-	jwks.fail.Store(true)
+	jwks := authtest.NewJWKS(t, map[string]*rsa.PrivateKey{"k1": key})
+	jwks.SetDown(true)
 	b := newAuth(t, Config{JWKSURLs: []string{jwks.URL}, JWKSMinRefresh: time.Millisecond})
 	t.Cleanup(func() { _ = b.Close() })
 	if err := b.Ready(t.Context()); err == nil || !strings.Contains(err.Error(), "503") {
@@ -266,11 +220,36 @@ func TestJWKSUnreachable(t *testing.T) {
 	if res := call(t, chk, srvB, "GET", readPath, tok); res.status != 401 {
 		t.Errorf("while down: %d, want 401", res.status)
 	}
-	jwks.fail.Store(false)
+	jwks.SetDown(false)
 	if res := call(t, chk, srvB, "GET", readPath, tok); res.status != 200 {
 		t.Errorf("back up: %d, want 200: %s", res.status, res.body)
 	}
 	if err := b.Ready(t.Context()); err != nil {
 		t.Errorf("ready after a good fetch: %v", err)
+	}
+}
+
+// Unknown kids fetch the key set again, at most once per JWKSMinRefresh:
+// tokens with made-up kids cannot flood the issuer.
+func TestUnknownKidRefreshIsRateLimited(t *testing.T) {
+	t.Parallel()
+	key := authtest.RSAKey(t)
+	jwks := authtest.NewJWKS(t, map[string]*rsa.PrivateKey{"k1": key})
+	a := newAuth(t, Config{JWKSURLs: []string{jwks.URL}, JWKSMinRefresh: time.Hour})
+	t.Cleanup(func() { _ = a.Close() })
+	if n := jwks.Fetches(); n != 1 {
+		t.Fatalf("%d fetches at start, want 1", n)
+	}
+	for i := range 10 {
+		tok := sign(t, jwt.SigningMethodRS256, key, fmt.Sprintf("made-up-%d", i), user([]string{"readers"}, nil))
+		if _, err := a.verify(tok); err == nil {
+			t.Fatal("a made-up kid verified")
+		}
+	}
+	if n := jwks.Fetches(); n != 2 {
+		t.Errorf("%d fetches after 10 unknown kids, want 2 (one refresh)", n)
+	}
+	if _, err := a.verify(sign(t, jwt.SigningMethodRS256, key, "k1", user([]string{"readers"}, nil))); err != nil {
+		t.Errorf("the known kid: %v", err)
 	}
 }

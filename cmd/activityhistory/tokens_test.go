@@ -1,24 +1,21 @@
 package main
 
 import (
-	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 
 	"github.com/council/activityhistory/apitest"
+	"github.com/council/activityhistory/auth/authtest"
 )
 
 // A council user token: sub, email, iss, name, groups, iat — no exp.
@@ -71,49 +68,6 @@ func TestCouncilTokensWithoutExp(t *testing.T) {
 	})
 }
 
-// jwksHost publishes RSA keys as a JWKS document, and can rotate them.
-type jwksHost struct {
-	*httptest.Server
-	mu   sync.Mutex
-	keys map[string]*rsa.PrivateKey
-}
-
-func newJWKSHost(t *testing.T, keys map[string]*rsa.PrivateKey) *jwksHost {
-	t.Helper()
-	h := &jwksHost{keys: keys}
-	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		var set jwkset.JWKSMarshal
-		for kid, k := range h.keys {
-			jwk, err := jwkset.NewJWKFromKey(&k.PublicKey, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: kid, ALG: jwkset.AlgRS256, USE: jwkset.UseSig}})
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-			set.Keys = append(set.Keys, jwk.Marshal())
-		}
-		_ = json.NewEncoder(w).Encode(set)
-	}))
-	t.Cleanup(h.Close)
-	return h
-}
-
-func (h *jwksHost) rotate(keys map[string]*rsa.PrivateKey) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.keys = keys
-}
-
-func rsaKey(t *testing.T) *rsa.PrivateKey {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 // A Cognito ID token: RS256 with a kid, groups in custom:groups as "a;b".
 func cognitoToken(t *testing.T, key *rsa.PrivateKey, kid, groups string) string {
 	t.Helper()
@@ -133,8 +87,8 @@ func cognitoToken(t *testing.T, key *rsa.PrivateKey, kid, groups string) string 
 func TestCognitoTokensFromAJWKSURL(t *testing.T) {
 	t.Parallel()
 	chk := apitest.New(t)
-	first, second := rsaKey(t), rsaKey(t)
-	host := newJWKSHost(t, map[string]*rsa.PrivateKey{"k1": first})
+	first, second := authtest.RSAKey(t), authtest.RSAKey(t)
+	host := authtest.NewJWKS(t, map[string]*rsa.PrivateKey{"k1": first})
 	env := baseEnv(t.TempDir())
 	delete(env, "AUTH_JWT_SECRET")
 	env["AUTH_JWKS_URL"] = host.URL
@@ -157,7 +111,7 @@ func TestCognitoTokensFromAJWKSURL(t *testing.T) {
 	}
 
 	// The key rotates: a token of the new kid works at once, the old is gone.
-	host.rotate(map[string]*rsa.PrivateKey{"k2": second})
+	host.Rotate(map[string]*rsa.PrivateKey{"k2": second})
 	tok2 := cognitoToken(t, second, "k2", "writers;readers")
 	ids = append(ids, postAll(t, chk, s.url, tok2, target, 1)...)
 	checkFor(t, 5*time.Second, func() error {
@@ -202,7 +156,7 @@ func TestJWKSHostUnreachable(t *testing.T) {
 	if err := json.Unmarshal(body, &ready); err != nil || !strings.Contains(ready.Reasons["JWKS"], dead) {
 		t.Errorf("readyz does not say why: %s", body)
 	}
-	tok := cognitoToken(t, rsaKey(t), "k1", "readers")
+	tok := cognitoToken(t, authtest.RSAKey(t), "k1", "readers")
 	if got := status(t, chk, request(t, "GET", s.url+"/api/v1/activityHistory?targetId="+uuid.NewString(), tok, nil)); got != 401 {
 		t.Errorf("token while the JWKS host is down: %d, want 401", got)
 	}
