@@ -58,22 +58,15 @@ func (e *FoldedEngine) canonical(r *http.Request) *http.Request {
 	p := r.URL.Path
 	full := strings.Split(p, "/")
 	segs := full
-	if len(p) > 1 && strings.HasSuffix(p, "/") {
+	// The path as sent first (a catch-all takes a trailing slash as part
+	// of its value), then without one trailing slash.
+	best := e.bestRoute(segs)
+	if best == nil && len(p) > 1 && strings.HasSuffix(p, "/") {
 		segs = full[:len(full)-1]
-	}
-	var best []string
-	bestLiteral := -1
-	for _, route := range e.routes {
-		if n, ok := matchRoute(route, segs); ok && n > bestLiteral {
-			best, bestLiteral = route, n
-		}
+		best = e.bestRoute(segs)
 	}
 	if best == nil {
 		return r
-	}
-	if last := best[len(best)-1]; strings.HasPrefix(last, "*") {
-		// A catch-all takes the trailing slash as part of its value.
-		segs = full
 	}
 	canon := spell(segs, best)
 	if canon == p {
@@ -92,6 +85,18 @@ func (e *FoldedEngine) canonical(r *http.Request) *http.Request {
 	}
 	r2.URL = &u
 	return r2
+}
+
+// bestRoute is the route segs match with the most literal segments, or nil.
+func (e *FoldedEngine) bestRoute(segs []string) []string {
+	var best []string
+	bestLiteral := -1
+	for _, route := range e.routes {
+		if n, ok := matchRoute(route, segs); ok && n > bestLiteral {
+			best, bestLiteral = route, n
+		}
+	}
+	return best
 }
 
 // spell joins segs with the literal segments of route in its spelling.

@@ -14,7 +14,7 @@ func TestFoldedEngineRoutes(t *testing.T) {
 	gin.SetMode(gin.TestMode)
 	e := NewEngine("test", slog.New(slog.DiscardHandler), nil)
 	e.RedirectTrailingSlash = false
-	for _, p := range []string{"/api/v1/activityHistory", "/api/v1/activityHistory/:id", "/api/v1/activityHistory/export", "/swagger/*any", "/healthz"} {
+	for _, p := range []string{"/api/v1/activityHistory", "/api/v1/activityHistory/:id", "/api/v1/activityHistory/export", "/swagger", "/swagger/*any", "/healthz"} {
 		e.GET(p, func(c *gin.Context) { c.String(http.StatusOK, c.FullPath()+" "+c.Param("id")+c.Param("any")) })
 	}
 	f := Fold(e)
@@ -24,6 +24,8 @@ func TestFoldedEngineRoutes(t *testing.T) {
 		{"GET", "/api/v1/activityhistory/AbC-1/", "/api/v1/activityHistory/:id AbC-1"},
 		{"GET", "/api/v1/activityhistory/EXPORT", "/api/v1/activityHistory/export "},
 		{"GET", "/Swagger/", "/swagger/*any /"},
+		{"GET", "/swagger/", "/swagger/*any /"},
+		{"GET", "/SWAGGER", "/swagger "},
 		{"GET", "/swagger/index.HTML", "/swagger/*any /index.HTML"},
 		{"GET", "/HealthZ/", "/healthz "},
 		{"HEAD", "/healthz", ""},

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -110,6 +112,15 @@ func TestPilotCompatibility(t *testing.T) {
 				tc.check(t, res, b)
 			}
 		})
+		if tc.method == "POST" {
+			// Reads are eventually consistent: wait for the projector.
+			checkFor(t, 5*time.Second, func() error {
+				if ids := history(t, chk, s.url, tok, target.String()); len(ids) != 1 {
+					return fmt.Errorf("history %v", ids)
+				}
+				return nil
+			})
+		}
 	}
 
 	// CORS: a preflight may ask for any request header, as the pilot allowed.
