@@ -26,7 +26,7 @@ test: ## run the whole test suite (starts a throwaway redis-server when REDIS_UR
 	./scripts/with-redis $(GO) test $(TESTFLAGS) $(PKGS)
 
 .PHONY: test-long
-test-long: ## long suites: soak, big volumes, cluster fault injection
+test-long: ## long suites: soak, big volumes, cluster and process fault injection (faults/)
 	AH_LONG=1 ./scripts/with-redis $(GO) test -timeout 30m $(PKGS)
 
 .PHONY: bench

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -225,6 +227,9 @@ func (v *Validator) Decode(body []byte) (acts []Activity, many bool, err error) 
 	if len(body) == 0 {
 		return nil, false, Invalid("body", "is empty: send an activity object or an array of them")
 	}
+	if err := scanBody(body); err != nil {
+		return nil, body[0] == '[', err
+	}
 	switch body[0] {
 	case '{':
 		a, err := v.decodeOne(body, "")
@@ -296,34 +301,7 @@ func (v *Validator) decodeOne(raw []byte, prefix string) (Activity, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return Activity{}, Invalid(bodyField(prefix), "has data after the JSON value")
 	}
-	if err := unknownFields(raw, prefix); err != nil {
-		return Activity{}, err
-	}
 	return v.check(in, prefix)
-}
-
-// unknownFields names every field the API does not know, with its path;
-// encoding/json's DisallowUnknownFields reports only the first, without one.
-func unknownFields(raw []byte, prefix string) error {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &top); err != nil {
-		return Invalid(bodyField(prefix), "must be a JSON object")
-	}
-	e := &ValidationError{}
-	for k := range top {
-		if !knownFields[k] {
-			e.add(prefix+k, "is not a known field")
-		}
-	}
-	var author map[string]json.RawMessage
-	if a, ok := top["authorDetails"]; ok && json.Unmarshal(a, &author) == nil {
-		for k := range author {
-			if !knownAuthorFields[k] {
-				e.add(prefix+"authorDetails."+k, "is not a known field")
-			}
-		}
-	}
-	return e.orNil()
 }
 
 func fieldSet(v any) map[string]bool {
@@ -452,18 +430,14 @@ func (v *Validator) check(in input, p string) (Activity, error) {
 		if in.AuthorDetails.Email.null {
 			a.Nulls |= NullEmail
 		}
+		var au Author
 		if in.AuthorDetails.FullName.text() {
-			a.AuthorDetails.FullName = strings.TrimSpace(in.AuthorDetails.FullName.s)
-			if n := len([]rune(a.AuthorDetails.FullName)); n > MaxFullNameLen {
-				e.add(p+"authorDetails.fullName", fmt.Sprintf("is %d characters; at most %d are allowed", n, MaxFullNameLen))
-			}
+			au.FullName = in.AuthorDetails.FullName.s
 		}
-		if in.AuthorDetails.Email.text() && in.AuthorDetails.Email.s != "" {
-			a.AuthorDetails.Email = strings.TrimSpace(in.AuthorDetails.Email.s)
-			if err := checkEmail(a.AuthorDetails.Email); err != "" {
-				e.add(p+"authorDetails.email", err)
-			}
+		if in.AuthorDetails.Email.text() {
+			au.Email = in.AuthorDetails.Email.s
 		}
+		a.AuthorDetails = checkAuthor(e, p+"authorDetails.", au)
 	}
 
 	if in.SourceDomain.null {
@@ -480,6 +454,31 @@ func (v *Validator) check(in input, p string) (Activity, error) {
 		return Activity{}, err
 	}
 	return a, nil
+}
+
+// CheckAuthor validates and normalises author details that did not come
+// in the body (from the caller's token, say) by the rules posted ones
+// follow; the error names authorDetails.fullName or authorDetails.email.
+func CheckAuthor(a Author) (Author, error) {
+	e := &ValidationError{}
+	a = checkAuthor(e, "authorDetails.", a)
+	return a, e.orNil()
+}
+
+func checkAuthor(e *ValidationError, p string, a Author) Author {
+	a.FullName = strings.TrimSpace(a.FullName)
+	if n := utf8.RuneCountInString(a.FullName); n > MaxFullNameLen {
+		e.add(p+"fullName", fmt.Sprintf("is %d characters; at most %d are allowed", n, MaxFullNameLen))
+	} else if strings.ContainsFunc(a.FullName, unicode.IsControl) {
+		e.add(p+"fullName", "must not hold control characters")
+	}
+	a.Email = strings.TrimSpace(a.Email)
+	if a.Email != "" {
+		if err := checkEmail(a.Email); err != "" {
+			e.add(p+"email", err)
+		}
+	}
+	return a
 }
 
 func checkData(e *ValidationError, field string, raw json.RawMessage) json.RawMessage {

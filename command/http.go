@@ -89,7 +89,11 @@ func (h *recordHandler) serve(c *gin.Context) {
 		return
 	}
 	if h.author != nil {
-		h.fillAuthor(c, acts)
+		if err := h.fillAuthor(c, acts); err != nil {
+			httpapi.Error(c, http.StatusBadRequest,
+				"the author details of the caller's token are unusable: send authorDetails, or use a token with a valid name and email", err.Fields)
+			return
+		}
 	}
 
 	res, err := h.svc.Record(c.Request.Context(), acts)
@@ -124,7 +128,9 @@ func jsonContent(ct string) bool {
 	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
 }
 
-func (h *recordHandler) fillAuthor(c *gin.Context, acts []activity.Activity) {
+// fillAuthor gives activities sent without authorDetails the caller's
+// token's, validated as posted ones are: a token's claims are input too.
+func (h *recordHandler) fillAuthor(c *gin.Context, acts []activity.Activity) *activity.ValidationError {
 	var author activity.Author
 	looked, ok := false, false
 	for i := range acts {
@@ -133,17 +139,40 @@ func (h *recordHandler) fillAuthor(c *gin.Context, acts []activity.Activity) {
 			continue
 		}
 		if !looked {
-			author, ok = h.author(c)
 			looked = true
+			if author, ok = h.author(c); ok {
+				var err error
+				if author, err = activity.CheckAuthor(author); err != nil {
+					var ve *activity.ValidationError
+					errors.As(err, &ve)
+					for f, msgs := range ve.Fields {
+						for j, m := range msgs {
+							msgs[j] = "the token's " + claimOf(f) + " claim " + m
+						}
+						ve.Fields[f] = msgs
+					}
+					return ve
+				}
+			}
 		}
 		if !ok {
-			return
+			return nil
 		}
 		acts[i].AuthorDetails = author
 	}
+	return nil
 }
 
-// fail answers a validation error with 400, anything else with 500.
+// claimOf names the token claim an author field comes from.
+func claimOf(field string) string {
+	if strings.HasSuffix(field, "email") {
+		return "email"
+	}
+	return "name"
+}
+
+// fail answers a validation error with 400, anything else through
+// httpapi.Internal (503 for a dependency down, else 500).
 func (h *recordHandler) fail(c *gin.Context, err error) {
 	var ve *activity.ValidationError
 	if errors.As(err, &ve) {
@@ -183,9 +212,7 @@ func (h *recordHandler) failRecord(c *gin.Context, many bool, err error) {
 		// ErrConflict cannot mean a failed expectation (Record appends with
 		// Any): the store gave up on a contended stream. Both are worth a
 		// retry with the same ids.
-		httpapi.Logger(c).Warn("activities not recorded", "err", err)
-		c.Header("Retry-After", "1")
-		httpapi.Error(c, http.StatusServiceUnavailable, "", nil)
+		httpapi.Unavailable(c, err)
 	default:
 		httpapi.Internal(c, err)
 	}

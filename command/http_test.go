@@ -791,3 +791,39 @@ func TestStoreUnavailable(t *testing.T) {
 		t.Errorf("503 message %q leaks more than the status text", eb.Message)
 	}
 }
+
+// Author details from the caller's token are input too: a name of control
+// characters, or an email that is no address, is refused with a 400 that
+// blames the token's claim, and nothing is appended.
+func TestTokenAuthorIsValidated(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name   string
+		author activity.Author
+		field  string
+	}{
+		{"NUL name", activity.Author{FullName: strings.Repeat("\x00", 20), Email: "a@example.org"}, "authorDetails.fullName"},
+		{"long name", activity.Author{FullName: strings.Repeat("\x00", 300)}, "authorDetails.fullName"},
+		{"email without @", activity.Author{FullName: "A", Email: strings.Repeat("e", 600)}, "authorDetails.email"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, command.EngineDeps{
+				Author: func(*gin.Context) (activity.Author, bool) { return c.author, true },
+			})
+			target := uuid.NewString()
+			anonymous := input(target)
+			delete(anonymous, "authorDetails")
+			r := e.postJSON(t, anonymous)
+			r.wantStatus(t, http.StatusBadRequest)
+			eb := r.envelope(t)
+			msgs := eb.Errors[c.field]
+			if len(msgs) == 0 || !strings.Contains(msgs[0], "token") || !strings.Contains(eb.Message, "token") {
+				t.Fatalf("want %s blamed on the token, got %s", c.field, r.body)
+			}
+			wantNoStream(t, e.store, target)
+			// An activity carrying its own author does not need the token's.
+			e.postJSON(t, input(target)).wantStatus(t, http.StatusCreated)
+		})
+	}
+}

@@ -4,8 +4,10 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -14,6 +16,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
+
+	"github.com/council/activityhistory/guard"
 )
 
 // CorrelationHeader is echoed on every response, and generated when absent.
@@ -51,10 +55,27 @@ func Error(c *gin.Context, status int, message string, fields map[string][]strin
 	})
 }
 
-// Internal logs err with the request's correlation id and answers 500.
+// Internal answers an error no handler has mapped: 503 with Retry-After
+// when a dependency is down or did not answer in time (the request may be
+// retried), else a logged 500. It is where those two are told apart.
 func Internal(c *gin.Context, err error) {
+	if errors.Is(err, guard.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		Unavailable(c, err)
+		return
+	}
 	Logger(c).Error("internal error", "err", err)
 	Error(c, http.StatusInternalServerError, "", nil)
+}
+
+// RetryAfter is the Retry-After of a 503, in seconds.
+const RetryAfter = "1"
+
+// Unavailable logs err and answers 503 with Retry-After: a dependency is
+// down or slow, and the same request may be sent again.
+func Unavailable(c *gin.Context, err error) {
+	Logger(c).Warn("dependency unavailable", "err", err)
+	c.Header("Retry-After", RetryAfter)
+	Error(c, http.StatusServiceUnavailable, "", nil)
 }
 
 var safeCorrelation = regexp.MustCompile(`^[A-Za-z0-9._:/+=-]{1,128}$`)

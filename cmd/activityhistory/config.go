@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/council/activityhistory/guard"
 )
 
 // config is everything serve needs, from flags or the environment.
@@ -28,6 +30,7 @@ type config struct {
 	LogLevel         string
 	LogFormat        string
 	ShutdownTimeout  time.Duration
+	DepTimeout       time.Duration
 
 	AuthDisabled      bool
 	AuthDev           bool
@@ -180,6 +183,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	e.str(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
 	e.duration(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 15*time.Second, "how long to drain requests on SIGTERM")
+	e.duration(&c.DepTimeout, "dependency-timeout", "DEPENDENCY_TIMEOUT", guard.DefaultTimeout, "deadline of each event store and read model call of a request; past it the request answers 503 with Retry-After")
 	e.boolean(&c.AuthDisabled, "auth-disabled", "AUTH_DISABLED", false, "turn authentication off (logs a warning at every start)")
 	e.boolean(&c.AuthDev, "dev-auth", "AUTH_DEV", false, "development auth when none is configured: generate a secret under the data dir and print a token")
 	e.str(&c.AuthJWTSecret, "auth-jwt-secret", "AUTH_JWT_SECRET", "", "HS256 shared secret of user tokens (32+ bytes)")
@@ -232,6 +236,9 @@ func (c *config) check() error {
 	}
 	if c.AuthMaxTokenAge < 0 {
 		errs = append(errs, fmt.Errorf("AUTH_MAX_TOKEN_AGE=%s: must not be negative", c.AuthMaxTokenAge))
+	}
+	if c.DepTimeout <= 0 || c.DepTimeout >= httpWriteTimeout {
+		errs = append(errs, fmt.Errorf("DEPENDENCY_TIMEOUT=%s: want more than 0 and less than the HTTP write timeout (%s)", c.DepTimeout, httpWriteTimeout))
 	}
 	if c.CursorSecret != "" && len(c.CursorSecret) < 32 {
 		errs = append(errs, errors.New("CURSOR_SECRET: must be at least 32 bytes"))

@@ -13,6 +13,9 @@ import (
 	"github.com/council/activityhistory/httpapi"
 )
 
+// healthTimeout bounds a health or readiness answer.
+const healthTimeout = 2 * time.Second
+
 // check is one dependency the health endpoints report on.
 type check struct {
 	name        string
@@ -43,7 +46,7 @@ type ops struct {
 }
 
 func (o *ops) health(ctx context.Context) (healthReport, bool) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()
 	start := time.Now()
 	rep := healthReport{Status: "Healthy", Entries: make(map[string]healthEntry, len(o.checks))}
@@ -61,8 +64,26 @@ func (o *ops) health(ctx context.Context) (healthReport, bool) {
 		}()
 	}
 	healthy := true
+	// A ping that ignores its deadline must not hold the answer back.
+	pending := make(map[int]bool, len(o.checks))
+	for i := range o.checks {
+		pending[i] = true
+	}
 	for range o.checks {
-		r := <-results
+		var r result
+		select {
+		case r = <-results:
+		case <-ctx.Done():
+			for i := range pending {
+				msg := "no answer within " + healthTimeout.String()
+				rep.Entries[o.checks[i].name] = healthEntry{Status: "Unhealthy", Description: o.checks[i].description,
+					DurationMs: ms(time.Since(start)), ExceptionMessage: &msg}
+			}
+			rep.Status = "Unhealthy"
+			rep.TotalDurationMs = ms(time.Since(start))
+			return rep, false
+		}
+		delete(pending, r.i)
 		r.e.Status = "Healthy"
 		if r.err != nil {
 			healthy = false

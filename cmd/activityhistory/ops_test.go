@@ -58,3 +58,35 @@ func TestHealthReportsAFailingDependency(t *testing.T) {
 		t.Fatalf("readyz while starting: %d", resp.StatusCode)
 	}
 }
+
+// A dependency whose ping ignores its deadline does not hold the health
+// answer back: it is reported unhealthy once the health timeout passes.
+func TestHealthAnswersWithinItsTimeout(t *testing.T) {
+	t.Parallel()
+	chk := apitest.New(t)
+	ready := &atomic.Bool{}
+	ready.Store(true)
+	hung := make(chan struct{})
+	t.Cleanup(func() { close(hung) })
+	o := &ops{ready: ready, reg: prometheus.NewRegistry(), checks: []check{
+		{name: "EventStore", description: "embedded JetStream", ping: func(context.Context) error { return nil }},
+		{name: "ReadModel", description: "Redis read model", ping: func(context.Context) error { <-hung; return nil }},
+	}}
+	e := httpapi.NewEngine("test", slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	o.mount(e)
+	resp, body := chk.Serve(t, e, httptest.NewRequest(http.MethodGet, "/api/v1/healthcheck/ping", nil))
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("ping: %d %s", resp.StatusCode, body)
+	}
+	var rep healthReport
+	if err := json.Unmarshal(body, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Entries["ReadModel"].Status != "Unhealthy" || rep.Entries["EventStore"].Status != "Healthy" {
+		t.Fatalf("report %s", body)
+	}
+	resp, _ = chk.Serve(t, e, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with a hung dependency: %d", resp.StatusCode)
+	}
+}

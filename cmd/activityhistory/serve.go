@@ -28,10 +28,15 @@ import (
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/esdb"
 	"github.com/council/activityhistory/eventstore/natsjs"
+	"github.com/council/activityhistory/guard"
 	"github.com/council/activityhistory/httpapi"
 	"github.com/council/activityhistory/projection"
 	"github.com/council/activityhistory/query"
 )
+
+// httpWriteTimeout bounds writing a response; DEPENDENCY_TIMEOUT stays
+// well under it so a stalled dependency gives a 503, not a cut connection.
+const httpWriteTimeout = 30 * time.Second
 
 // store is what serve needs of an event store adapter.
 type store interface {
@@ -146,7 +151,8 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	o := &ops{checks: checks, ready: a.ready, reg: reg}
 	var cmdEngine, queryEngine http.Handler
 	if cfg.has("command") {
-		svc := command.NewService(a.store, validator, command.Options{})
+		storeGuard := guard.New(guard.Options{Name: "event store", Timeout: cfg.DepTimeout, Benign: storeAnswer, Logger: log})
+		svc := command.NewService(guardedAppender{s: a.store, g: storeGuard}, validator, command.Options{})
 		e := command.NewEngine(svc, command.EngineDeps{
 			Logger:     log,
 			Metrics:    metrics,
@@ -163,7 +169,8 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		if err != nil {
 			return nil, err
 		}
-		svc, err := query.New(a.model, query.Options{Validator: validator, CursorSecret: secret})
+		modelGuard := guard.New(guard.Options{Name: "read model", Timeout: cfg.DepTimeout, Logger: log})
+		svc, err := query.New(guardedReader{r: a.model, g: modelGuard}, query.Options{Validator: validator, CursorSecret: secret})
 		if err != nil {
 			return nil, err
 		}
@@ -261,12 +268,16 @@ func openReadModel(ctx context.Context, cfg config, a *app) (readModel, error) {
 		if err != nil {
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
+		// Calls end at their context's deadline, not at the client's
+		// read timeout (and its retries) much later.
+		opts.ContextTimeoutEnabled = true
 		c = redis.NewClusterClient(opts)
 	} else {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
+		opts.ContextTimeoutEnabled = true
 		c = redis.NewClient(opts)
 	}
 	a.closers = append(a.closers, c.Close)
@@ -360,7 +371,7 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 		Handler:           a.handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      httpWriteTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),

@@ -59,6 +59,10 @@ func baseEnv(dataDir string) map[string]string {
 		"AUTH_WRITE_GROUPS": "writers",
 		"AUTH_AUDIT_GROUPS": "auditors",
 		"LOG_LEVEL":         "debug",
+		// These tests are about behaviour, not latency: a loaded machine
+		// running them under -race must not turn a slow append into a 503.
+		// The deadline's own tests set a short one.
+		"DEPENDENCY_TIMEOUT": "10s",
 	}
 }
 
@@ -472,6 +476,8 @@ func TestConfigErrors(t *testing.T) {
 		{"memory model split", map[string]string{"DATA_DIR": dir, "AUTH_DISABLED": "true"}, []string{"--roles", "query"}, "REDIS_URL"},
 		{"bad sync", map[string]string{"DATA_DIR": dir, "AUTH_DISABLED": "true", "EVENTSTORE_SYNC": "sometimes"}, nil, "EVENTSTORE_SYNC"},
 		{"bad url", map[string]string{"DATA_DIR": dir, "AUTH_DISABLED": "true", "EVENTSTORE_URL": "http://x"}, nil, "EVENTSTORE_URL"},
+		{"dependency timeout past the write timeout", map[string]string{"DATA_DIR": dir, "AUTH_DISABLED": "true", "DEPENDENCY_TIMEOUT": "45s"}, nil, "DEPENDENCY_TIMEOUT"},
+		{"zero dependency timeout", map[string]string{"DATA_DIR": dir, "AUTH_DISABLED": "true"}, []string{"--dependency-timeout", "0s"}, "DEPENDENCY_TIMEOUT"},
 		{"bad target id format", map[string]string{"DATA_DIR": dir, "AUTH_DISABLED": "true", "TARGET_ID_FORMAT": "guid"}, nil, "TARGET_ID_FORMAT"},
 	}
 	for _, c := range cases {
