@@ -76,7 +76,7 @@ func (o *ops) health(ctx context.Context) (healthReport, bool) {
 		case <-ctx.Done():
 			for i := range pending {
 				msg := "no answer within " + healthTimeout.String()
-				rep.Entries[o.checks[i].name] = healthEntry{Status: "Unhealthy", Description: o.checks[i].description,
+				rep.Entries[o.checks[i].name] = healthEntry{Data: map[string]any{}, Status: "Unhealthy", Description: o.checks[i].description,
 					DurationMs: ms(time.Since(start)), ExceptionMessage: &msg}
 			}
 			rep.Status = "Unhealthy"

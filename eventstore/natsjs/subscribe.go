@@ -69,6 +69,10 @@ func (s *Store) Subscribe(ctx context.Context, after uint64, h eventstore.Handle
 			}
 			if err != nil {
 				stop()
+				if ctx.Err() != nil {
+					// ctx ending stops the iterator: Next says "closed".
+					return ctx.Err()
+				}
 				return fmt.Errorf("subscribe after %d: %w", after, backendErr(ctx, err))
 			}
 			if batch, err = s.appendMsg(batch, m); err != nil {
