@@ -125,15 +125,7 @@ func TestPilotCompatibility(t *testing.T) {
 
 	// CORS: a preflight may ask for any request header, as the pilot allowed.
 	for _, asked := range []string{"x-api-key", "authorization, content-type, x-amz-date, x-amz-security-token, x-api-key"} {
-		req := request(t, "OPTIONS", s.url+"/api/v1/activityHistory", "", nil)
-		req.Header.Set("Origin", "https://frontend.example.org")
-		req.Header.Set("Access-Control-Request-Method", "GET")
-		req.Header.Set("Access-Control-Request-Headers", asked)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
+		res := preflight(t, s.url+"/api/v1/activityHistory", "https://frontend.example.org", "GET", asked)
 		if res.StatusCode != http.StatusNoContent || res.Header.Get("Access-Control-Allow-Headers") != asked ||
 			!strings.Contains(res.Header.Get("Access-Control-Allow-Methods"), "GET") {
 			t.Errorf("preflight asking for %q: %d %v", asked, res.StatusCode, res.Header)
@@ -147,16 +139,26 @@ func TestCORSAllowedHeaders(t *testing.T) {
 	env := baseEnv(t.TempDir())
 	env["CORS_ALLOWED_HEADERS"] = "x-api-key"
 	s := start(t, env)
-	req := request(t, "OPTIONS", s.url+"/api/v1/activityHistory", "", nil)
-	req.Header.Set("Origin", "https://frontend.example.org")
-	req.Header.Set("Access-Control-Request-Method", "GET")
-	req.Header.Set("Access-Control-Request-Headers", "x-amz-date")
+	res := preflight(t, s.url+"/api/v1/activityHistory", "https://frontend.example.org", "GET", "x-amz-date")
+	if got := res.Header.Get("Access-Control-Allow-Headers"); got != "Authorization, Content-Type, x-correlation-id, traceparent, x-api-key" {
+		t.Errorf("Access-Control-Allow-Headers %q", got)
+	}
+}
+
+// preflight sends a CORS preflight for method from origin, asking for
+// headers when not empty.
+func preflight(t *testing.T, url, origin, method, headers string) *http.Response {
+	t.Helper()
+	req := request(t, "OPTIONS", url, "", nil)
+	req.Header.Set("Origin", origin)
+	req.Header.Set("Access-Control-Request-Method", method)
+	if headers != "" {
+		req.Header.Set("Access-Control-Request-Headers", headers)
+	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	if got := res.Header.Get("Access-Control-Allow-Headers"); got != "Authorization, Content-Type, x-correlation-id, traceparent, x-api-key" {
-		t.Errorf("Access-Control-Allow-Headers %q", got)
-	}
+	return res
 }
