@@ -53,8 +53,18 @@ const (
 	NullSourceDomain
 )
 
+// Source names the entity event an activity was made from, so that an
+// auditor can trace it back; nil for activities recorded over HTTP.
+type Source struct {
+	EventID       string `json:"eventId"`
+	EventType     string `json:"eventType"`
+	SourceSystem  string `json:"sourceSystem,omitempty"`
+	CorrelationID string `json:"correlationId,omitempty"`
+}
+
 // Activity is one immutable entry in a target's history. The JSON field
-// names and their order are those of the API this service replaces.
+// names and their order are those of the API this service replaces, with
+// source added last for activities made from entity events.
 type Activity struct {
 	ID                  string          `json:"id"`
 	TargetID            string          `json:"targetId"`
@@ -67,15 +77,17 @@ type Activity struct {
 	AuthorDetails       Author          `json:"authorDetails"`
 	SourceDomain        string          `json:"sourceDomain"`
 	Nulls               Nulls           `json:"-"`
+	Source              *Source         `json:"source,omitempty"`
 }
 
-// sortKeyTime is fixed width so that byte order equals time order.
-const sortKeyTime = "2006-01-02T15:04:05.000000000Z"
+// SortKeyTime is the layout of the time part of SortKey: fixed width, so
+// that byte order equals time order (years 0000-9999).
+const SortKeyTime = "2006-01-02T15:04:05.000000000Z"
 
 // SortKey is the total order of a target's history: createdAt, then id.
 // Its byte order is chronological (fixed-width UTC time).
 func (a Activity) SortKey() string {
-	return a.CreatedAt.UTC().Format(sortKeyTime) + "|" + a.ID
+	return a.CreatedAt.UTC().Format(SortKeyTime) + "|" + a.ID
 }
 
 // ExpiresAt is when the record may be dropped from read models; zero when
@@ -101,6 +113,7 @@ func (a Activity) MarshalJSON() ([]byte, error) {
 		NewData             json.RawMessage `json:"newData"`
 		AuthorDetails       nullableAuthor  `json:"authorDetails"`
 		SourceDomain        *string         `json:"sourceDomain"`
+		Source              *Source         `json:"source,omitempty"`
 	}
 	nulls := a.shownNulls()
 	s := shape{
@@ -114,6 +127,7 @@ func (a Activity) MarshalJSON() ([]byte, error) {
 			Email:    orNil(a.AuthorDetails.Email, nulls&NullEmail != 0),
 		},
 		SourceDomain: orNil(a.SourceDomain, nulls&NullSourceDomain != 0),
+		Source:       a.Source,
 	}
 	return json.Marshal(s)
 }
@@ -194,7 +208,8 @@ func (a Activity) Equal(b Activity) bool {
 		bytes.Equal(orNull(a.OldData), orNull(b.OldData)) &&
 		bytes.Equal(orNull(a.NewData), orNull(b.NewData)) &&
 		a.AuthorDetails == b.AuthorDetails && a.SourceDomain == b.SourceDomain &&
-		a.shownNulls() == b.shownNulls()
+		a.shownNulls() == b.shownNulls() &&
+		(a.Source == nil) == (b.Source == nil) && (a.Source == nil || *a.Source == *b.Source)
 }
 
 var null = json.RawMessage("null")

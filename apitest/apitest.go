@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -77,6 +78,8 @@ func NewFromYAML(spec []byte) (*Checker, error) {
 	if c.router, err = gorillamux.NewRouter(doc); err != nil {
 		return nil, fmt.Errorf("openapi router: %w", err)
 	}
+	// kin-openapi keeps body decoders in a package map: register once.
+	registerDecoders.Do(func() { openapi3filter.RegisterBodyDecoder("application/x-ndjson", ndjsonDecoder) })
 	c.opts = &openapi3filter.Options{
 		IncludeResponseStatus: true, // an undocumented status is a failure
 		MultiError:            true,
@@ -85,6 +88,27 @@ func NewFromYAML(spec []byte) (*Checker, error) {
 		SchemaValidationOptions: append(FormatOptions(), openapi3.DisableSchemaErrorDetails()),
 	}
 	return c, nil
+}
+
+var registerDecoders sync.Once
+
+// ndjsonDecoder accepts newline-delimited JSON whose every line is a JSON
+// object, and hands the body on as text (the documents say type: string).
+func ndjsonDecoder(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	for i, line := range bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n")) {
+		if len(b) == 0 {
+			break
+		}
+		var obj map[string]any
+		if err := json.Unmarshal(line, &obj); err != nil {
+			return nil, fmt.Errorf("ndjson line %d is not a JSON object: %w", i+1, err)
+		}
+	}
+	return string(b), nil
 }
 
 // Do sends req with client (http.DefaultClient when nil), reads the whole

@@ -40,6 +40,8 @@ const (
 	Read Permission = iota + 1
 	Write
 	Audit
+	// Export is granted by the export groups and by the audit groups.
+	Export
 )
 
 // String names p, as in the 403 message.
@@ -51,6 +53,8 @@ func (p Permission) String() string {
 		return "write"
 	case Audit:
 		return "audit"
+	case Export:
+		return "export"
 	}
 	return fmt.Sprintf("permission(%d)", int(p))
 }
@@ -94,8 +98,9 @@ type Config struct {
 	// MaxTokenAge, when set, refuses tokens issued longer ago, and tokens
 	// without iat.
 	MaxTokenAge time.Duration
-	// Groups granting each permission; a token needs one of them.
-	ReadGroups, WriteGroups, AuditGroups []string
+	// Groups granting each permission; a token needs one of them. Audit
+	// groups grant export too.
+	ReadGroups, WriteGroups, AuditGroups, ExportGroups []string
 	// Skew is the leeway on exp, nbf and iat; zero means DefaultSkew.
 	Skew time.Duration
 	// Now is the clock; nil means time.Now.
@@ -150,9 +155,10 @@ func New(cfg Config) (*Authenticator, error) {
 		byKid: map[string]publicKey{},
 		byAlg: map[string][]jwt.VerificationKey{},
 		groups: map[Permission]map[string]bool{
-			Read:  groupSet(cfg.ReadGroups),
-			Write: groupSet(cfg.WriteGroups),
-			Audit: groupSet(cfg.AuditGroups),
+			Read:   groupSet(cfg.ReadGroups),
+			Write:  groupSet(cfg.WriteGroups),
+			Audit:  groupSet(cfg.AuditGroups),
+			Export: groupSet(append(slices.Clone(cfg.ExportGroups), cfg.AuditGroups...)),
 		},
 	}
 	if len(cfg.HMACSecret) > 0 {
@@ -260,7 +266,8 @@ func (a *Authenticator) Require(perm Permission) gin.HandlerFunc {
 			unauthorized(c, err)
 			return
 		}
-		if !slices.ContainsFunc(id.Groups, func(g string) bool { return allowed[g] }) {
+		grant := slices.IndexFunc(id.Groups, func(g string) bool { return allowed[g] })
+		if grant < 0 {
 			httpapi.Logger(c).Debug("auth forbidden", "subject", id.Subject, "permission", perm.String())
 			c.Header("WWW-Authenticate", fmt.Sprintf(
 				`Bearer realm=%q, error="insufficient_scope", error_description="no group of the token grants %s"`, Realm, perm))
@@ -268,6 +275,7 @@ func (a *Authenticator) Require(perm Permission) gin.HandlerFunc {
 			return
 		}
 		c.Set(ctxPrincipal, id)
+		httpapi.SetCaller(c, httpapi.Caller{Email: id.Email, Group: id.Groups[grant]})
 		c.Next()
 	}
 }

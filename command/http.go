@@ -38,6 +38,9 @@ type EngineDeps struct {
 	// Author, when set, supplies the author of activities sent without
 	// authorDetails (both fields empty), e.g. from the caller's token.
 	Author func(c *gin.Context) (activity.Author, bool)
+	// Events, when set, serves POST EventsPath: entity events recorded
+	// through this mapping.
+	Events EventMapper
 }
 
 // Engine is the command gin engine; paths under APIPath match in any case.
@@ -52,6 +55,10 @@ func NewEngine(svc *Service, deps EngineDeps) *Engine {
 	api := httpapi.NewEngine("command", log, deps.Metrics)
 	h := &recordHandler{svc: svc, author: deps.Author}
 	api.POST(APIPath, append(slices.Clip(deps.Middleware), h.serve)...)
+	if deps.Events != nil {
+		eh := &eventsHandler{recordHandler: h, mapper: deps.Events}
+		api.POST(EventsPath, append(slices.Clip(deps.Middleware), eh.serve)...)
+	}
 
 	return &Engine{FoldedEngine: httpapi.Fold(api)}
 }
@@ -63,26 +70,10 @@ type recordHandler struct {
 
 // serve handles POST APIPath: one activity object or an array of them.
 func (h *recordHandler) serve(c *gin.Context) {
-	if !jsonContent(c.GetHeader("Content-Type")) {
-		httpapi.Error(c, http.StatusUnsupportedMediaType, "Content-Type must be application/json", nil)
+	body, ok := readBody(c)
+	if !ok {
 		return
 	}
-	if c.Request.ContentLength > MaxBodyBytes {
-		httpapi.Error(c, http.StatusRequestEntityTooLarge, tooLargeMessage, nil)
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		httpapi.Error(c, http.StatusRequestEntityTooLarge, tooLargeMessage, nil)
-		return
-	}
-	if err != nil {
-		httpapi.Error(c, http.StatusBadRequest, "the request body could not be read",
-			map[string][]string{"body": {"could not be read"}})
-		return
-	}
-
 	acts, many, err := h.svc.validator.Decode(body)
 	if err != nil {
 		h.fail(c, err)
@@ -112,6 +103,31 @@ func (h *recordHandler) serve(c *gin.Context) {
 		return
 	}
 	c.JSON(status, res.Activities)
+}
+
+// readBody reads a JSON body of at most MaxBodyBytes; when it cannot, it
+// answers and returns false.
+func readBody(c *gin.Context) ([]byte, bool) {
+	if !jsonContent(c.GetHeader("Content-Type")) {
+		httpapi.Error(c, http.StatusUnsupportedMediaType, "Content-Type must be application/json", nil)
+		return nil, false
+	}
+	if c.Request.ContentLength > MaxBodyBytes {
+		httpapi.Error(c, http.StatusRequestEntityTooLarge, tooLargeMessage, nil)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		httpapi.Error(c, http.StatusRequestEntityTooLarge, tooLargeMessage, nil)
+		return nil, false
+	}
+	if err != nil {
+		httpapi.Error(c, http.StatusBadRequest, "the request body could not be read",
+			map[string][]string{"body": {"could not be read"}})
+		return nil, false
+	}
+	return body, true
 }
 
 const tooLargeMessage = "the request body is larger than 1 MiB"

@@ -119,11 +119,12 @@ func TestEnvVarsAreKnownToTheBinary(t *testing.T) {
 	check("Dockerfile", dockerEnv)
 }
 
-// knownEnv reads the variable names bound in config.go, such as
+// knownEnv reads the variable names bound in config.go and ingest.go, such as
 // e.str(&c.HTTPAddr, "http-addr", "HTTP_ADDR", ...).
 func knownEnv(t *testing.T) map[string]bool {
 	t.Helper()
 	src := readFile(t, filepath.Join(root, "cmd", "activityhistory", "config.go"))
+	src = append(src, readFile(t, filepath.Join(root, "cmd", "activityhistory", "ingest.go"))...)
 	re := regexp.MustCompile(`e\.(?:str|list|boolean|integer|duration)\(&c\.\w+, "[^"]*", "([A-Z0-9_]+)"`)
 	known := map[string]bool{}
 	for _, m := range re.FindAllSubmatch(src, -1) {

@@ -230,3 +230,22 @@ func NewEngine(name string, log *slog.Logger, m *Metrics) *gin.Engine {
 	e.NoMethod(MethodNotAllowed)
 	return e
 }
+
+const ctxCaller = "ah.caller"
+
+// Caller is who made a request, as authentication established it: for
+// logs and per-group metrics, not for decisions.
+type Caller struct {
+	Email string
+	// Group is the token's group that granted the route's permission.
+	Group string
+}
+
+// SetCaller records the request's caller.
+func SetCaller(c *gin.Context, who Caller) { c.Set(ctxCaller, who) }
+
+// CallerOf is the request's caller; zero when none was authenticated.
+func CallerOf(c *gin.Context) Caller {
+	who, _ := c.Value(ctxCaller).(Caller)
+	return who
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/google/btree"
@@ -26,6 +27,10 @@ type Memory struct {
 type memEntry struct {
 	key string
 	doc []byte
+	// What filters check, kept so that a scan need not decode doc.
+	typ        activity.Type
+	targetType activity.TargetType
+	domain     string
 }
 
 func lessEntry(a, b memEntry) bool { return a.key < b.key }
@@ -48,7 +53,7 @@ func (m *Memory) Apply(_ context.Context, position uint64, acts []activity.Activ
 		if err != nil {
 			return fmt.Errorf("apply %s: %w", a.ID, err)
 		}
-		entries[i] = memEntry{key: a.SortKey(), doc: doc}
+		entries[i] = memEntry{key: a.SortKey(), doc: doc, typ: a.Type, targetType: a.TargetType, domain: a.SourceDomain}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -72,33 +77,56 @@ func (m *Memory) Checkpoint(context.Context) (uint64, error) {
 	return m.checkpoint, nil
 }
 
-// Page returns up to limit documents of target, newest first, strictly
-// below the sort key before ("" = from the newest). The documents are
-// copies, as they would be from Redis.
-func (m *Memory) Page(_ context.Context, targetID, before string, limit int) ([][]byte, bool, error) {
+// Page returns one page of targetID's history, with the semantics of the
+// Redis model's script: the documents are copies, as they would be from
+// Redis.
+func (m *Memory) Page(_ context.Context, targetID string, q activity.PageQuery) (activity.Page, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	p := activity.Page{Index: "memory"}
 	t := m.targets[targetID]
 	if t == nil {
-		return nil, false, nil
+		return p, nil
 	}
-	if limit <= 0 {
-		return [][]byte{}, true, nil
+	p.Found = true
+	if q.Limit <= 0 {
+		return p, nil
 	}
-	docs := make([][]byte, 0, min(limit, t.Len()))
+	lo, hi := q.Filter.KeyRange()
+	if q.Before != "" && (hi == "" || q.Before < hi) {
+		hi = q.Before
+	}
+	f := q.Filter
+	checks := entryChecks(f)
+	budget := scanBudget(q)
+	p.Entries = make([]activity.Entry, 0, min(q.Limit, t.Len()))
+	full := false
 	visit := func(e memEntry) bool {
-		if e.key == before {
-			return true // strictly below the cursor
+		if hi != "" && e.key >= hi {
+			return true // strictly below the upper bound
 		}
-		docs = append(docs, bytes.Clone(e.doc))
-		return len(docs) < limit
+		if e.key < lo {
+			return false
+		}
+		p.Scanned++
+		p.ScannedTo = e.key
+		if !checks || f.MatchFields(e.typ, e.domain) &&
+			(len(f.TargetTypes) == 0 || slices.Contains(f.TargetTypes, e.targetType)) {
+			p.Entries = append(p.Entries, activity.Entry{Key: e.key, Doc: bytes.Clone(e.doc)})
+		}
+		// As the script: stopped by the bound only when the page is short.
+		full = len(p.Entries) == q.Limit
+		return !full && p.Scanned < budget
 	}
-	if before == "" {
+	if hi == "" {
 		t.Descend(visit)
 	} else {
-		t.DescendLessOrEqual(memEntry{key: before}, visit)
+		t.DescendLessOrEqual(memEntry{key: hi}, visit)
 	}
-	return docs, true, nil
+	if full || p.Scanned < budget {
+		p.ScannedTo = "" // a full page, or the range ran out
+	}
+	return p, nil
 }
 
 // Get returns a copy of the document of one activity.

@@ -162,19 +162,17 @@ func pages(t *testing.T, r projection.Reader, target string) [][]byte {
 	var out [][]byte
 	before := ""
 	for range 1000 {
-		docs, _, err := r.Page(context.Background(), target, before, 7)
+		p, err := r.Page(context.Background(), target, activity.PageQuery{Before: before, Limit: 7})
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, docs...)
-		if len(docs) < 7 {
+		for _, e := range p.Entries {
+			out = append(out, e.Doc)
+		}
+		if len(p.Entries) < 7 {
 			return out
 		}
-		var a activity.Activity
-		if err := json.Unmarshal(docs[len(docs)-1], &a); err != nil {
-			t.Fatal(err)
-		}
-		before = a.SortKey()
+		before = p.Entries[6].Key
 	}
 	t.Fatalf("paging %s did not end", target)
 	return nil

@@ -24,14 +24,38 @@ type ReadModel interface {
 
 // Reader is what the query side reads; both read models implement it.
 //
-//	Page returns up to limit activity documents (API JSON) of a target,
-//	newest first by (createdAt, id), starting strictly below the sort key
-//	before ("" = from the newest). found reports whether the target has
-//	any history at all. It is one round trip to the backend.
+//	Page returns one page of a target's history, newest first by
+//	(createdAt, id), each entry with its sort key: see activity.PageQuery.
+//	An unfiltered or date-bounded page is one round trip to the backend;
+//	a page filtered on type or sourceDomain examines at most MaxScan
+//	entries (DefaultMaxScan when 0), still in one round trip.
 //
 //	Get returns one activity document by id.
 type Reader interface {
-	Page(ctx context.Context, targetID, before string, limit int) (docs [][]byte, found bool, err error)
+	Page(ctx context.Context, targetID string, q activity.PageQuery) (activity.Page, error)
 	Get(ctx context.Context, id string) (doc []byte, found bool, err error)
 	Ping(ctx context.Context) error
+}
+
+// DefaultMaxScan bounds the entries one filtered page call examines when
+// the query gives no bound: it keeps one call's work on the backend short.
+const DefaultMaxScan = 1000
+
+// scanBudget is how many entries a page call may examine: exactly the
+// limit without per-entry checks, else q.MaxScan (at least the limit).
+func scanBudget(q activity.PageQuery) int {
+	if !entryChecks(q.Filter) {
+		return q.Limit
+	}
+	n := q.MaxScan
+	if n <= 0 {
+		n = DefaultMaxScan
+	}
+	return max(n, q.Limit)
+}
+
+// entryChecks reports whether f needs each entry examined (not just a key
+// range).
+func entryChecks(f activity.Filter) bool {
+	return len(f.Types) > 0 || len(f.TargetTypes) > 0 || len(f.SourceDomains) > 0
 }

@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -43,30 +44,99 @@ var (
 )
 
 // pageScript reads one page in one round trip. KEYS[1] is the index,
-// KEYS[2] the documents (same hash tag, so same slot); ARGV[1] the upper
-// bound ("+" or "(<sortKey>"), ARGV[2] the limit. It returns
-// {found, {doc…}}. The id is what follows the first '|' of a member: the
-// time part never holds one, an id might.
+// KEYS[2] the documents (same hash tag, so same slot). ARGV:
+//
+//	[1] upper bound ("+" or "(<sortKey>"), [2] lower bound ("-" or "[<key>")
+//	[3] limit, [4] the most members to examine
+//	[5] n, then n types; then m, then m target types; then the rest are
+//	    sourceDomain suffixes (`,"sourceDomain":<JSON string>}`)
+//
+// It returns {found, {key, doc, key, doc…}, scannedTo, scanned}, scannedTo
+// being the last member examined when the bound stopped a page short.
+//
+// Entries are checked by a list of predicates over (member, document), so
+// another check is one more function in keeps. The document is the API
+// JSON of activity.MarshalJSON: id, targetId, type, targetType, createdAt,
+// … in that order, sourceDomain last. An unescaped `,"type":"` can only be
+// JSON structure, and before type there are only two strings, so its first
+// occurrence is the field (targetType likewise); a string value cannot hold
+// an unescaped quote, so a document ending in the suffix has exactly that
+// sourceDomain. The id is what follows the first '|' of a member: the time
+// part never holds one, an id might.
 var pageScript = redis.NewScript(`
-local n = tonumber(ARGV[2])
-local members = {}
-if n > 0 then
-  members = redis.call('ZRANGE', KEYS[1], ARGV[1], '-', 'BYLEX', 'REV', 'LIMIT', 0, n)
+local upper, lower = ARGV[1], ARGV[2]
+local limit, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
+local keeps = {}
+local function field(name, at)
+  local n = tonumber(ARGV[at])
+  if n == 0 then return at + 1 end
+  local set = {}
+  for i = 1, n do set[ARGV[at + i]] = true end
+  local pat = ',"' .. name .. '":"'
+  keeps[#keeps + 1] = function(m, doc)
+    local s = string.find(doc, pat, 1, true)
+    if not s then return false end
+    s = s + #pat
+    local e = string.find(doc, '"', s, true)
+    return e ~= nil and set[string.sub(doc, s, e - 1)] == true
+  end
+  return at + n + 1
 end
-if #members == 0 then
-  return {redis.call('EXISTS', KEYS[1]), {}}
+local at = field('type', 5)
+at = field('targetType', at)
+if at <= #ARGV then
+  local sfx = {}
+  for i = at, #ARGV do sfx[#sfx + 1] = ARGV[i] end
+  keeps[#keeps + 1] = function(m, doc)
+    for _, x in ipairs(sfx) do
+      if #doc >= #x and string.sub(doc, -#x) == x then return true end
+    end
+    return false
+  end
 end
-local ids = {}
-for i, m in ipairs(members) do
-  ids[i] = string.sub(m, string.find(m, '|', 1, true) + 1)
+local function keep(m, doc)
+  for _, k in ipairs(keeps) do
+    if not k(m, doc) then return false end
+  end
+  return true
 end
-local docs = {}
--- unpack is bounded by the Lua C stack, so fetch in chunks.
-for i = 1, #ids, 1000 do
-  local got = redis.call('HMGET', KEYS[2], unpack(ids, i, math.min(i + 999, #ids)))
-  for j = 1, #got do docs[#docs + 1] = got[j] end
+
+local out, got, scanned, last, exhausted = {}, 0, 0, nil, false
+while got < limit and scanned < budget do
+  local chunk = limit - got
+  if #keeps > 0 then chunk = math.min(budget - scanned, math.max(chunk, 100)) end
+  local members = redis.call('ZRANGE', KEYS[1], upper, lower, 'BYLEX', 'REV', 'LIMIT', 0, chunk)
+  if #members == 0 then exhausted = true break end
+  local ids = {}
+  for i, m in ipairs(members) do
+    ids[i] = string.sub(m, string.find(m, '|', 1, true) + 1)
+  end
+  local docs = {}
+  -- unpack is bounded by the Lua C stack, so fetch in chunks.
+  for i = 1, #ids, 1000 do
+    local g = redis.call('HMGET', KEYS[2], unpack(ids, i, math.min(i + 999, #ids)))
+    for j = 1, #g do docs[#docs + 1] = g[j] end
+  end
+  for i, m in ipairs(members) do
+    scanned = scanned + 1
+    last = m
+    -- A missing document (false) cannot occur given the write order of
+    -- Apply; skip rather than return an empty item.
+    if docs[i] and keep(m, docs[i]) then
+      out[#out + 1] = m
+      out[#out + 1] = docs[i]
+      got = got + 1
+      if got == limit then break end
+    end
+  end
+  if #members < chunk then exhausted = true break end
+  upper = '(' .. last
 end
-return {1, docs}
+local found = 1
+if scanned == 0 then found = redis.call('EXISTS', KEYS[1]) end
+local scannedTo = ''
+if got < limit and not exhausted and last then scannedTo = last end
+return {found, out, scannedTo, scanned}
 `)
 
 // checkpointScript moves the checkpoint forward only. Positions are
@@ -134,34 +204,69 @@ func (r *Redis) Checkpoint(ctx context.Context) (uint64, error) {
 	return p, nil
 }
 
-// Page returns up to limit documents of target, newest first, strictly
-// below the sort key before ("" = from the newest), with one script call.
-func (r *Redis) Page(ctx context.Context, targetID, before string, limit int) ([][]byte, bool, error) {
+// Page returns one page of targetID's history with one script call.
+func (r *Redis) Page(ctx context.Context, targetID string, q activity.PageQuery) (activity.Page, error) {
 	tag := r.targetKey(targetID)
-	upper := "+"
-	if before != "" {
-		upper = "(" + before
-	}
-	res, err := pageScript.RunRO(ctx, r.c, []string{tag + ":idx", tag + ":doc"}, upper, max(limit, 0)).Slice()
+	args := pageArgs(q)
+	res, err := pageScript.RunRO(ctx, r.c, []string{tag + ":idx", tag + ":doc"}, args...).Slice()
 	if err != nil {
-		return nil, false, fmt.Errorf("page %s: %w", targetID, err)
+		return activity.Page{}, fmt.Errorf("page %s: %w", targetID, err)
 	}
-	if len(res) != 2 {
-		return nil, false, fmt.Errorf("page %s: unexpected reply of %d items", targetID, len(res))
+	if len(res) != 4 {
+		return activity.Page{}, fmt.Errorf("page %s: unexpected reply of %d items", targetID, len(res))
 	}
+	p := activity.Page{Index: tag + ":idx"}
 	if found, _ := res[0].(int64); found != 1 {
-		return nil, false, nil
+		return p, nil
 	}
+	p.Found = true
 	raw, _ := res[1].([]any)
-	docs := make([][]byte, 0, len(raw))
-	for _, d := range raw {
-		// A missing document (nil) cannot occur given the write order of
-		// Apply; skip rather than return an empty item.
-		if s, ok := d.(string); ok {
-			docs = append(docs, []byte(s))
-		}
+	p.Entries = make([]activity.Entry, 0, len(raw)/2)
+	for i := 0; i+1 < len(raw); i += 2 {
+		k, _ := raw[i].(string)
+		d, _ := raw[i+1].(string)
+		p.Entries = append(p.Entries, activity.Entry{Key: k, Doc: []byte(d)})
 	}
-	return docs, true, nil
+	p.ScannedTo, _ = res[2].(string)
+	n, _ := res[3].(int64)
+	p.Scanned = int(n)
+	return p, nil
+}
+
+// pageArgs are the ARGV of pageScript for q.
+func pageArgs(q activity.PageQuery) []any {
+	upper, lower := "+", "-"
+	lo, hi := q.Filter.KeyRange()
+	if q.Before != "" && (hi == "" || q.Before < hi) {
+		hi = q.Before
+	}
+	if hi != "" {
+		upper = "(" + hi
+	}
+	if lo != "" {
+		lower = "[" + lo
+	}
+	f := q.Filter
+	args := make([]any, 0, 7+len(f.Types)+len(f.TargetTypes)+len(f.SourceDomains))
+	args = append(args, upper, lower, max(q.Limit, 0), scanBudget(q), len(f.Types))
+	for _, t := range f.Types {
+		args = append(args, string(t))
+	}
+	args = append(args, len(f.TargetTypes))
+	for _, t := range f.TargetTypes {
+		args = append(args, string(t))
+	}
+	for _, d := range f.SourceDomains {
+		args = append(args, sourceDomainSuffix(d))
+	}
+	return args
+}
+
+// sourceDomainSuffix is how a document with sourceDomain d ends: the same
+// encoder wrote it, so the same escaping applies.
+func sourceDomainSuffix(d string) string {
+	b, _ := json.Marshal(d) // a string always encodes
+	return `,"sourceDomain":` + string(b) + "}"
 }
 
 // Get returns the document of one activity. It takes two round trips: the

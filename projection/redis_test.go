@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/council/activityhistory/activity"
 	"github.com/council/activityhistory/projection"
 	"github.com/council/activityhistory/projection/readmodeltest"
 	"github.com/council/activityhistory/projection/redistest"
@@ -69,9 +70,9 @@ func TestRedisPageIsOneRoundTrip(t *testing.T) {
 	// The first page may load the script (EVALSHA, then EVAL on NOSCRIPT);
 	// from then on a page is one EVALSHA.
 	for i, maxTrips := range []int{2, 1, 1} {
-		docs, found, err := m.Page(ctx, target, "", 11)
-		if err != nil || !found || len(docs) != 11 {
-			t.Fatalf("page %d: %d docs, found=%v, err=%v", i, len(docs), found, err)
+		p, err := m.Page(ctx, target, activity.PageQuery{Limit: 11})
+		if err != nil || !p.Found || len(p.Entries) != 11 {
+			t.Fatalf("page %d: %d entries, found=%v, err=%v", i, len(p.Entries), p.Found, err)
 		}
 		trips := log.take()
 		if len(trips) == 0 || len(trips) > maxTrips || len(trips[len(trips)-1]) != 1 {
@@ -124,7 +125,7 @@ func TestRedisPrefixesAreIsolated(t *testing.T) {
 	if err := a.Apply(ctx, 3, readmodeltest.Series("shared", 0, 2)); err != nil {
 		t.Fatal(err)
 	}
-	if _, found, _ := b.Page(ctx, "shared", "", 10); found {
+	if p, _ := b.Page(ctx, "shared", activity.PageQuery{Limit: 10}); p.Found {
 		t.Fatal("a target of prefix a: is found under prefix b:")
 	}
 	if cp, _ := b.Checkpoint(ctx); cp != 0 {
@@ -151,7 +152,7 @@ func TestRedisErrorsWhenUnreachable(t *testing.T) {
 	if err := m.Apply(ctx, 1, readmodeltest.Series("t", 0, 1)); err == nil {
 		t.Error("apply succeeded")
 	}
-	if _, _, err := m.Page(ctx, "t", "", 10); err == nil {
+	if _, err := m.Page(ctx, "t", activity.PageQuery{Limit: 10}); err == nil {
 		t.Error("page succeeded")
 	}
 	if _, _, err := m.Get(ctx, "x"); err == nil {

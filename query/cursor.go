@@ -6,8 +6,11 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/council/activityhistory/activity"
 )
 
 // MinSecretLen is the shortest cursor secret accepted: 256 bits, the
@@ -18,7 +21,7 @@ const (
 	tokenVersion = 1
 	macLen       = 16 // truncated HMAC-SHA256: 128 bits is ample for a forgery bound
 	// sortKeyTimeLen is the fixed width of the time part of activity.SortKey.
-	sortKeyTimeLen = len("2006-01-02T15:04:05.000000000Z")
+	sortKeyTimeLen = len(activity.SortKeyTime)
 	maxSortKeyID   = 128
 	maxSortKeyLen  = sortKeyTimeLen + 1 + maxSortKeyID
 	// maxTokenLen bounds the work done on client input before the MAC check.
@@ -26,9 +29,6 @@ const (
 	// keyLabel separates the cursor key from any other use of the secret.
 	keyLabel = "activityhistory/query cursor v1"
 )
-
-// sortKeyTime must stay the layout of activity.SortKey.
-const sortKeyTime = "2006-01-02T15:04:05.000000000Z"
 
 var tokenEncoding = base64.RawURLEncoding.Strict()
 
@@ -40,9 +40,19 @@ type TokenError struct {
 
 func (e *TokenError) Error() string { return "invalid pagination token: " + e.Reason }
 
-// Cursors makes and checks pagination tokens. A token carries the sort key
-// of the last item of a page and a MAC over it and the target id, so it
-// cannot be forged, altered, or replayed against another target.
+// Token kinds: the first byte of a token and of its MAC input, so that a
+// token of one kind is never accepted as another.
+const (
+	kindHistory         = tokenVersion // a history page, unfiltered
+	kindFilteredHistory = 2            // a history page, bound to its filter too
+	kindPosition        = 3            // a position in a scope (export, replay)
+)
+
+// Cursors makes and checks pagination tokens. A history token carries the
+// sort key of the last item of a page and a MAC over it, the target id and
+// the filter, so it cannot be forged, altered, or replayed against another
+// target or other filters. Position tokens do the same for a number within
+// a scope named by their user.
 type Cursors struct {
 	key []byte
 }
@@ -58,23 +68,82 @@ func NewCursors(secret []byte) (*Cursors, error) {
 	return &Cursors{key: m.Sum(nil)}, nil
 }
 
-// Encode returns the token that continues targetID's history below
-// sortKey (the activity.SortKey of the last item served).
+// Encode returns the token that continues targetID's unfiltered history
+// below sortKey (the activity.SortKey of the last item served).
 //
-// Token bytes: version | sortKey | mac[:16], base64url without padding.
-// The target id is covered by the MAC but not carried.
+// Token bytes: kind | sortKey | mac[:16], base64url without padding.
+// The target id (and filter) are covered by the MAC but not carried.
 func (cs *Cursors) Encode(targetID, sortKey string) string {
-	raw := make([]byte, 0, 1+len(sortKey)+macLen)
-	raw = append(raw, tokenVersion)
-	raw = append(raw, sortKey...)
-	raw = append(raw, cs.mac(targetID, sortKey)...)
+	return cs.EncodeIn(targetID, "", sortKey)
+}
+
+// Decode checks an unfiltered history token against targetID and returns
+// its sort key. Any problem gives a *TokenError.
+func (cs *Cursors) Decode(targetID, token string) (string, error) {
+	return cs.DecodeIn(targetID, "", token)
+}
+
+// EncodeIn is Encode for the history of targetID under a filter, given in
+// its canonical form (activity.Filter.String; "" for none).
+func (cs *Cursors) EncodeIn(targetID, filter, sortKey string) string {
+	kind, scope := historyScope(targetID, filter)
+	return cs.seal(kind, scope, sortKey)
+}
+
+// DecodeIn is Decode for a token issued by EncodeIn with the same filter.
+func (cs *Cursors) DecodeIn(targetID, filter, token string) (string, error) {
+	kind, scope := historyScope(targetID, filter)
+	sortKey, err := cs.open(kind, scope, token, maxTokenLen)
+	if err != nil {
+		return "", err
+	}
+	// Only our encoder can get here; checking the shape guards against an
+	// encoder bug sending a bad bound to the read model.
+	if err := checkSortKey(sortKey); err != nil {
+		return "", &TokenError{Reason: err.Error()}
+	}
+	return sortKey, nil
+}
+
+func historyScope(targetID, filter string) (byte, []string) {
+	if filter == "" {
+		return kindHistory, []string{targetID}
+	}
+	return kindFilteredHistory, []string{targetID, filter}
+}
+
+// EncodePosition returns a token carrying pos, bound to scope (a string
+// naming what the position is in, and under which filters).
+func (cs *Cursors) EncodePosition(scope string, pos uint64) string {
+	return cs.seal(kindPosition, []string{scope}, strconv.FormatUint(pos, 10))
+}
+
+// DecodePosition checks a token of EncodePosition against scope.
+func (cs *Cursors) DecodePosition(scope, token string) (uint64, error) {
+	s, err := cs.open(kindPosition, []string{scope}, token, maxPositionTokenLen)
+	if err != nil {
+		return 0, err
+	}
+	pos, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, &TokenError{Reason: "bad position"}
+	}
+	return pos, nil
+}
+
+// maxPositionTokenLen bounds a position token: 20 digits.
+const maxPositionTokenLen = (1 + 20 + macLen + 2) * 4 / 3
+
+func (cs *Cursors) seal(kind byte, scope []string, payload string) string {
+	raw := make([]byte, 0, 1+len(payload)+macLen)
+	raw = append(raw, kind)
+	raw = append(raw, payload...)
+	raw = append(raw, cs.mac(kind, scope, payload)...)
 	return tokenEncoding.EncodeToString(raw)
 }
 
-// Decode checks token against targetID and returns its sort key. Any
-// problem gives a *TokenError.
-func (cs *Cursors) Decode(targetID, token string) (string, error) {
-	if len(token) > maxTokenLen {
+func (cs *Cursors) open(kind byte, scope []string, token string, maxLen int) (string, error) {
+	if len(token) > maxLen {
 		return "", &TokenError{Reason: fmt.Sprintf("%d characters long", len(token))}
 	}
 	// The decoder skips \r and \n; refuse them so one token has one spelling.
@@ -88,30 +157,28 @@ func (cs *Cursors) Decode(targetID, token string) (string, error) {
 	if len(raw) < 1+macLen+1 {
 		return "", &TokenError{Reason: "too short"}
 	}
-	if raw[0] != tokenVersion {
-		return "", &TokenError{Reason: fmt.Sprintf("unknown version %d", raw[0])}
+	if raw[0] != kind {
+		return "", &TokenError{Reason: fmt.Sprintf("kind %d, want %d (another endpoint, or other filters)", raw[0], kind)}
 	}
-	sortKey := string(raw[1 : len(raw)-macLen])
-	if !hmac.Equal(raw[len(raw)-macLen:], cs.mac(targetID, sortKey)) {
-		return "", &TokenError{Reason: "bad mac (forged, altered, other target or other secret)"}
+	payload := string(raw[1 : len(raw)-macLen])
+	if !hmac.Equal(raw[len(raw)-macLen:], cs.mac(kind, scope, payload)) {
+		return "", &TokenError{Reason: "bad mac (forged, altered, other target, other filters or other secret)"}
 	}
-	// Only our encoder can get here; checking the shape guards against an
-	// encoder bug sending a bad bound to the read model.
-	if err := checkSortKey(sortKey); err != nil {
-		return "", &TokenError{Reason: err.Error()}
-	}
-	return sortKey, nil
+	return payload, nil
 }
 
-func (cs *Cursors) mac(targetID, sortKey string) []byte {
+// mac covers the kind, each scope part length-prefixed (so that parts
+// cannot run into each other) and the payload. For an unfiltered history
+// token this is the input of the first token version, which stays valid.
+func (cs *Cursors) mac(kind byte, scope []string, payload string) []byte {
 	m := hmac.New(sha256.New, cs.key)
-	var hdr [1 + binary.MaxVarintLen64]byte
-	hdr[0] = tokenVersion
-	n := binary.PutUvarint(hdr[1:], uint64(len(targetID)))
-	// Length-prefixed so that (target, key) pairs cannot run into each other.
-	m.Write(hdr[:1+n])
-	m.Write([]byte(targetID))
-	m.Write([]byte(sortKey))
+	m.Write([]byte{kind})
+	var n [binary.MaxVarintLen64]byte
+	for _, p := range scope {
+		m.Write(n[:binary.PutUvarint(n[:], uint64(len(p)))])
+		m.Write([]byte(p))
+	}
+	m.Write([]byte(payload))
 	return m.Sum(nil)[:macLen]
 }
 
@@ -120,7 +187,7 @@ func checkSortKey(k string) error {
 	if len(k) < sortKeyTimeLen+2 || len(k) > maxSortKeyLen || k[sortKeyTimeLen] != '|' {
 		return fmt.Errorf("sort key %q has the wrong shape", k)
 	}
-	if _, err := time.Parse(sortKeyTime, k[:sortKeyTimeLen]); err != nil {
+	if _, err := time.Parse(activity.SortKeyTime, k[:sortKeyTimeLen]); err != nil {
 		return fmt.Errorf("sort key %q has a bad time", k)
 	}
 	if strings.ContainsFunc(k[sortKeyTimeLen+1:], func(r rune) bool { return r < 0x21 || r > 0x7e }) {

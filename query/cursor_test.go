@@ -78,7 +78,7 @@ func TestCursorRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	notAKey := tokenEncoding.EncodeToString(append(append([]byte{tokenVersion}, "not a sort key"...), cs.mac(targetA, "not a sort key")...))
+	notAKey := tokenEncoding.EncodeToString(append(append([]byte{tokenVersion}, "not a sort key"...), cs.mac(kindHistory, []string{targetA}, "not a sort key")...))
 
 	cases := []struct {
 		name, target, token string
@@ -138,4 +138,35 @@ func FuzzDecodeToken(f *testing.F) {
 			t.Fatalf("token %q accepted for another target", token)
 		}
 	})
+}
+
+func TestCursorBoundToFilterAndKind(t *testing.T) {
+	t.Parallel()
+	cs := testCursors(t)
+	key := testSortKey()
+	filtered := cs.EncodeIn(targetA, "type=6:update;", key)
+	if got, err := cs.DecodeIn(targetA, "type=6:update;", filtered); err != nil || got != key {
+		t.Fatalf("DecodeIn = %q, %v", got, err)
+	}
+	for _, c := range []struct{ name, filter, token string }{
+		{"filtered token, no filter", "", filtered},
+		{"filtered token, other filter", "type=6:create;", filtered},
+		{"plain token, a filter", "type=6:update;", cs.Encode(targetA, key)},
+		{"position token as history", "", cs.EncodePosition(targetA, 42)},
+	} {
+		var te *TokenError
+		if _, err := cs.DecodeIn(targetA, c.filter, c.token); !errors.As(err, &te) {
+			t.Errorf("%s: %v, want a *TokenError", c.name, err)
+		}
+	}
+	pos := cs.EncodePosition("export\x00a", 1<<63+5)
+	if got, err := cs.DecodePosition("export\x00a", pos); err != nil || got != 1<<63+5 {
+		t.Fatalf("DecodePosition = %d, %v", got, err)
+	}
+	if _, err := cs.DecodePosition("export\x00b", pos); err == nil {
+		t.Fatal("a position token of another scope was accepted")
+	}
+	if _, err := cs.DecodePosition("export\x00a", filtered); err == nil {
+		t.Fatal("a history token was accepted as a position")
+	}
 }

@@ -1,15 +1,32 @@
 package query
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/council/activityhistory/activity"
 )
+
+// Filtered pages examine entries one by one; these bound the work.
+const (
+	// scanPerCall is the most entries one read-model call examines, which
+	// keeps one call short on a shared Redis.
+	scanPerCall = 1000
+	// scanPerPage is the most entries one request examines. A page that
+	// reaches it comes back short, with a token that continues where the
+	// scan stopped.
+	scanPerPage = 10_000
+)
+
+// HistoryRequest is a request for one page of a target's history.
+type HistoryRequest struct {
+	TargetID string
+	PageSize int
+	Token    string // "" for the first page
+	Filter   activity.FilterInput
+}
 
 // HistoryPage is one page of a target's history.
 type HistoryPage struct {
@@ -18,138 +35,103 @@ type HistoryPage struct {
 	Results []json.RawMessage
 	// NextToken continues below the last result; nil on the last page.
 	NextToken *string
+	// Read says what was asked of the read model, for the query log.
+	Read ReadStats
+}
 
-	targetID string // canonical form
-	before   string // the bound the page was read below, "" for the first
+// ReadStats describe the read-model work behind a page.
+type ReadStats struct {
+	TargetID string // canonical form
+	Filter   string // canonical form, "" for none
+	Index    string // the read model's name of the target's index
+	Before   string // the bound the page was read below, "" for the first
+	Lower    string // the sort-key bound of from (inclusive), "" for none
+	Upper    string // the sort-key bound of to (exclusive), "" for none
+	Limit    int
+	Calls    int // read-model round trips
+	Scanned  int // entries examined
 }
 
 // tokenMessage is what clients are told about any bad token: a forged one
-// and one from another target are indistinguishable by design.
-const tokenMessage = "is invalid or does not belong to this targetId"
+// and one from another target or filter are indistinguishable by design.
+const tokenMessage = "is invalid or does not belong to this targetId and these filters"
 
-// History returns pageSize activities of targetID, newest first, continuing
-// after token ("" for the first page). Bad input gives a
-// *activity.ValidationError naming targetId, pageSize or paginationToken
-// (a bad token also wraps the *TokenError saying why); a target without
-// history gives ErrNotFound. On error the page holds no results.
-func (s *Service) History(ctx context.Context, targetID string, pageSize int, token string) (HistoryPage, error) {
+// History returns one page of a target's history, newest first, continuing
+// after the request's token. Bad input gives a *activity.ValidationError
+// naming targetId, pageSize, paginationToken or a filter (a bad token also
+// wraps the *TokenError saying why); a target without history gives
+// ErrNotFound. On error the page holds no results.
+//
+// An unfiltered or date-bounded page is one read-model call. A page
+// filtered on type or sourceDomain is never short while more matches
+// exist, unless scanPerPage entries were examined: then NextToken
+// continues below the last one examined.
+func (s *Service) History(ctx context.Context, req HistoryRequest) (HistoryPage, error) {
 	var p HistoryPage
-	var bad map[string][]string
-	tid, err := s.v.TargetID(targetID)
+	bad := &activity.ValidationError{Fields: map[string][]string{}}
+	tid, err := s.v.TargetID(req.TargetID)
 	if err != nil {
-		bad = map[string][]string{"targetId": {err.Error()}}
+		bad.Fields["targetId"] = []string{err.Error()}
 	}
-	if pageSize < 1 || pageSize > s.maxPageSize {
-		if bad == nil {
-			bad = map[string][]string{}
+	if req.PageSize < 1 || req.PageSize > s.maxPageSize {
+		bad.Fields["pageSize"] = []string{s.pageSizeMessage()}
+	}
+	f, err := s.v.Filter(req.Filter)
+	var fe *activity.ValidationError
+	if errors.As(err, &fe) {
+		for k, v := range fe.Fields {
+			bad.Fields[k] = v
 		}
-		bad["pageSize"] = []string{s.pageSizeMessage()}
 	}
-	if bad != nil {
-		// A token cannot be checked without a valid target id.
-		return p, &activity.ValidationError{Fields: bad}
+	if len(bad.Fields) > 0 {
+		// A token cannot be checked without a valid target id and filter.
+		return p, bad
 	}
-	p.targetID = tid
-	if token != "" {
-		if p.before, err = s.cursors.Decode(tid, token); err != nil {
+	p.Read = ReadStats{TargetID: tid, Filter: f.String(), Limit: req.PageSize + 1}
+	p.Read.Lower, p.Read.Upper = f.KeyRange()
+	if req.Token != "" {
+		if p.Read.Before, err = s.cursors.DecodeIn(tid, p.Read.Filter, req.Token); err != nil {
 			return p, fmt.Errorf("%w: %w", activity.Invalid("paginationToken", tokenMessage), err)
 		}
 	}
 
 	// One more than asked only tells whether a next page exists.
-	docs, found, err := s.r.Page(ctx, tid, p.before, pageSize+1)
-	if err != nil {
-		return p, fmt.Errorf("read history of %s: %w", tid, err)
+	var entries []activity.Entry
+	before, found := p.Read.Before, false
+	for {
+		got, err := s.r.Page(ctx, tid, activity.PageQuery{
+			Before: before, Limit: p.Read.Limit - len(entries), Filter: f,
+			MaxScan: min(scanPerCall, scanPerPage-p.Read.Scanned),
+		})
+		if err != nil {
+			return p, fmt.Errorf("read history of %s: %w", tid, err)
+		}
+		p.Read.Calls++
+		p.Read.Scanned += got.Scanned
+		p.Read.Index = got.Index
+		found = found || got.Found
+		entries = append(entries, got.Entries...)
+		before = got.ScannedTo
+		if before == "" || p.Read.Scanned >= scanPerPage {
+			break
+		}
 	}
 	if !found {
 		return p, fmt.Errorf("history of %s: %w", tid, ErrNotFound)
 	}
-	if len(docs) > pageSize {
-		docs = docs[:pageSize]
-		key, err := sortKeyOf(docs[pageSize-1])
-		if err != nil {
-			return p, fmt.Errorf("history of %s: %w", tid, err)
-		}
-		next := s.cursors.Encode(tid, key)
+	switch {
+	case len(entries) > req.PageSize:
+		entries = entries[:req.PageSize]
+		next := s.cursors.EncodeIn(tid, p.Read.Filter, entries[req.PageSize-1].Key)
+		p.NextToken = &next
+	case before != "":
+		// The scan bound stopped the page: continue below what was examined.
+		next := s.cursors.EncodeIn(tid, p.Read.Filter, before)
 		p.NextToken = &next
 	}
-	p.Results = make([]json.RawMessage, len(docs))
-	for i, d := range docs {
-		p.Results[i] = d
+	p.Results = make([]json.RawMessage, len(entries))
+	for i, e := range entries {
+		p.Results[i] = e.Doc
 	}
 	return p, nil
-}
-
-// sortKeyOf reads just id and createdAt of a document. The read models
-// hold activity.MarshalJSON output, which starts {"id":"…", with createdAt
-// before the free-form data, so a plain scan finds them; anything else
-// falls back to a JSON decoder that still stops at the two fields.
-func sortKeyOf(doc []byte) (string, error) {
-	id, created, ok := scanKeyFields(doc)
-	if !ok {
-		var err error
-		if id, created, err = decodeKeyFields(doc); err != nil {
-			return "", err
-		}
-	}
-	at, err := time.Parse(time.RFC3339Nano, created)
-	if err != nil {
-		return "", fmt.Errorf("activity document %s: createdAt: %w", id, err)
-	}
-	return activity.Activity{ID: id, CreatedAt: at}.SortKey(), nil
-}
-
-// scanKeyFields is the fast path of sortKeyOf. A JSON string cannot hold an
-// unescaped quote, so `,"createdAt":"` is a key, and with no object or
-// array opened before it, a top-level one.
-func scanKeyFields(doc []byte) (id, created string, ok bool) {
-	const idKey, createdKey = `{"id":"`, `,"createdAt":"`
-	rest, ok := bytes.CutPrefix(doc, []byte(idKey))
-	if !ok {
-		return "", "", false
-	}
-	end := bytes.IndexByte(rest, '"')
-	if end <= 0 || bytes.IndexByte(rest[:end], '\\') >= 0 {
-		return "", "", false
-	}
-	id, rest = string(rest[:end]), rest[end:]
-	at := bytes.Index(rest, []byte(createdKey))
-	if at < 0 || bytes.ContainsAny(rest[:at], "{[") {
-		return "", "", false
-	}
-	rest = rest[at+len(createdKey):]
-	end = bytes.IndexByte(rest, '"')
-	if end <= 0 || bytes.IndexByte(rest[:end], '\\') >= 0 {
-		return "", "", false
-	}
-	return id, string(rest[:end]), true
-}
-
-// decodeKeyFields reads id and createdAt from any JSON object, stopping as
-// soon as it has both.
-func decodeKeyFields(doc []byte) (id, created string, err error) {
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return "", "", errors.New("activity document is not a JSON object")
-	}
-	for (id == "" || created == "") && dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return "", "", fmt.Errorf("activity document: %w", err)
-		}
-		var dst any = &json.RawMessage{}
-		switch t {
-		case "id":
-			dst = &id
-		case "createdAt":
-			dst = &created
-		}
-		if err := dec.Decode(dst); err != nil {
-			return "", "", fmt.Errorf("activity document field %v: %w", t, err)
-		}
-	}
-	if id == "" || created == "" {
-		return "", "", errors.New("activity document lacks id or createdAt")
-	}
-	return id, created, nil
 }

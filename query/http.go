@@ -49,6 +49,11 @@ func NewEngine(svc *Service, deps EngineDeps) *Engine {
 	// Redirects suit browsers; an API client gets its answer or a 404.
 	e.RedirectTrailingSlash = false
 	e.RedirectFixedPath = false
+	// Route on the escaped path, so that an opaque target id holding '/'
+	// (sent as %2F) is one path segment. gin would unescape values as a
+	// query ('+' → ' '); PathParam unescapes them as a path instead.
+	e.UseRawPath = true
+	e.UnescapePathValues = false
 	h := handlers{svc: svc}
 	api := e.Group(APIPath, deps.Middleware...)
 	api.GET("", h.history)
@@ -67,7 +72,8 @@ type handlers struct {
 	svc *Service
 }
 
-// history serves GET APIPath?targetId=&pageSize=&paginationToken=.
+// history serves GET APIPath?targetId=&pageSize=&paginationToken= and
+// the filters from, to, type and sourceDomain.
 func (h handlers) history(c *gin.Context) {
 	start := time.Now()
 	q := c.Request.URL.Query()
@@ -82,72 +88,96 @@ func (h handlers) history(c *gin.Context) {
 		}
 		return v
 	}
-	targetID, rawSize, token := one("targetId"), one("pageSize"), one("paginationToken")
+	req := HistoryRequest{TargetID: one("targetId"), Token: one("paginationToken")}
+	rawSize := one("pageSize")
+	req.Filter = activity.FilterInput{
+		From: one("from"), To: one("to"),
+		Types: Params(q, "type"), SourceDomains: Params(q, "sourceDomain"),
+	}
 	if dups != nil {
 		h.fail(c, &activity.ValidationError{Fields: dups})
 		return
 	}
-	size := h.svc.defaultPageSize
+	req.PageSize = h.svc.defaultPageSize
 	if rawSize != "" {
 		n, err := strconv.Atoi(rawSize)
 		if err != nil {
 			// Out of range for the service, which words the error.
 			n = 0
 		}
-		size = n
+		req.PageSize = n
 	}
 
-	page, err := h.svc.History(c.Request.Context(), targetID, size, token)
+	page, err := h.svc.History(c.Request.Context(), req)
 
 	// The support analysts' view of which read served the request.
-	logged := page.targetID
+	r := page.Read
+	logged := r.TargetID
 	if logged == "" {
-		logged = clip(targetID)
+		logged = clip(req.TargetID)
 	}
-	attrs := []slog.Attr{
+	// Sized for what logQuery adds, so the slice is allocated once.
+	attrs := append(make([]slog.Attr, 0, 18),
 		slog.String("query", "history"),
 		slog.String("targetId", logged),
-		slog.Int("pageSize", size),
-		slog.Bool("token", token != ""),
-		slog.String("before", page.before),
+		slog.String("filter", r.Filter),
+		slog.Int("pageSize", req.PageSize),
+		slog.Bool("token", req.Token != ""),
+		slog.String("index", r.Index),
+		slog.String("before", r.Before),
+		slog.String("from", r.Lower),
+		slog.String("to", r.Upper),
+		slog.Int("limit", r.Limit),
+		slog.Int("calls", r.Calls),
+		slog.Int("scanned", r.Scanned),
 		slog.Int("results", len(page.Results)),
 		slog.Bool("hasNext", page.NextToken != nil),
-		slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
-	}
-	if !logQuery(c, attrs, err) {
+	)
+	if !h.logQuery(c, start, attrs, err) {
 		h.fail(c, err)
 		return
 	}
 	writePage(c, page)
 }
 
-// logQuery writes the query log line with the read's outcome and reports
-// whether the read succeeded.
-func logQuery(c *gin.Context, attrs []slog.Attr, err error) bool {
-	attrs = append(attrs, slog.String("outcome", outcome(err)))
+// logQuery writes the query log line with the caller, the read's outcome
+// and duration (at warn when slow), and reports whether the read succeeded.
+func (h handlers) logQuery(c *gin.Context, start time.Time, attrs []slog.Attr, err error) bool {
+	took := time.Since(start)
+	attrs = append(attrs,
+		slog.String("caller", httpapi.CallerOf(c).Email),
+		slog.Float64("durationMs", float64(took.Microseconds())/1000),
+		slog.String("outcome", Outcome(err)))
 	if err != nil {
 		attrs = append(attrs, slog.String("err", err.Error()))
 	}
-	httpapi.Logger(c).LogAttrs(c.Request.Context(), slog.LevelInfo, "query", attrs...)
+	level := slog.LevelInfo
+	if took > h.svc.slowQuery {
+		level = slog.LevelWarn
+	}
+	httpapi.Logger(c).LogAttrs(c.Request.Context(), level, "query", attrs...)
 	return err == nil
 }
 
 // get serves GET APIPath/:id.
 func (h handlers) get(c *gin.Context) {
 	start := time.Now()
-	id := c.Param("id")
+	id := PathParam(c, "id")
 	doc, err := h.svc.Get(c.Request.Context(), id)
 	attrs := []slog.Attr{
 		slog.String("query", "get"),
 		slog.String("id", clip(id)),
-		slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
 	}
-	if !logQuery(c, attrs, err) {
+	if !h.logQuery(c, start, attrs, err) {
 		h.fail(c, err)
 		return
 	}
 	c.Data(http.StatusOK, jsonContentType, doc)
 }
+
+// Fail answers err the way every query-side route does: 400 with the
+// fields of a *activity.ValidationError, 404 for ErrNotFound, else 500.
+func Fail(c *gin.Context, err error) { handlers{}.fail(c, err) }
 
 // fail maps every error of the query side to its HTTP answer.
 func (h handlers) fail(c *gin.Context, err error) {
@@ -166,7 +196,9 @@ func (h handlers) fail(c *gin.Context, err error) {
 	}
 }
 
-func outcome(err error) string {
+// Outcome names how a read ended, for logs and metrics: ok, invalid,
+// notFound or error.
+func Outcome(err error) string {
 	var bad *activity.ValidationError
 	switch {
 	case err == nil:
@@ -198,6 +230,29 @@ func param(q url.Values, name string) (v string, ok bool) {
 	default:
 		return "", false
 	}
+}
+
+// PathParam is a path parameter, percent-decoded as a path segment (a '+'
+// stays a '+'); left as sent when it is not valid percent-encoding.
+func PathParam(c *gin.Context, name string) string {
+	v := c.Param(name)
+	if u, err := url.PathUnescape(v); err == nil {
+		return u
+	}
+	return v
+}
+
+// Params returns every value of a repeatable query parameter, names
+// matched case-insensitively as by param. Comma lists are left to the
+// caller to split.
+func Params(q url.Values, name string) []string {
+	var out []string
+	for k, vs := range q {
+		if len(k) == len(name) && foldEqual(k, name) {
+			out = append(out, vs...)
+		}
+	}
+	return out
 }
 
 // foldEqual compares strings of equal length, ignoring ASCII case.

@@ -332,15 +332,15 @@ func TestHistoryPageSizes(t *testing.T) {
 	}
 }
 
-// walk follows nextToken to the end and returns every result in order and
-// the size of each page.
-func walk(t *testing.T, f *fixture, target string, pageSize string) ([]string, []int) {
+// walk follows nextToken to the end, under the filter params if any, and
+// returns every result in order and the size of each page.
+func walk(t *testing.T, f *fixture, target string, pageSize string, filter ...string) ([]string, []int) {
 	t.Helper()
 	var all []string
 	var sizes []int
 	var token string
-	for range 1000 {
-		params := []string{"targetId", target}
+	for range 2000 {
+		params := append([]string{"targetId", target}, filter...)
 		if pageSize != "" {
 			params = append(params, "pageSize", pageSize)
 		}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/council/activityhistory/activity"
 )
@@ -14,10 +15,9 @@ import (
 // Reader is what the query side needs from a read model. It has the
 // methods of projection.Reader, declared here so the packages stay apart.
 type Reader interface {
-	// Page returns up to limit documents of targetID, newest first, strictly
-	// below the sort key before ("" = from the newest); found reports
-	// whether the target has any history at all.
-	Page(ctx context.Context, targetID, before string, limit int) (docs [][]byte, found bool, err error)
+	// Page returns one page of targetID's history, newest first, with each
+	// entry's sort key (see activity.PageQuery).
+	Page(ctx context.Context, targetID string, q activity.PageQuery) (activity.Page, error)
 	Get(ctx context.Context, id string) (doc []byte, found bool, err error)
 	Ping(ctx context.Context) error
 }
@@ -43,7 +43,13 @@ type Options struct {
 	DefaultPageSize int
 	// MaxPageSize is the largest page a client may ask for (1000 when zero).
 	MaxPageSize int
+	// SlowQuery is the duration above which a read is logged at warn
+	// (DefaultSlowQuery when zero).
+	SlowQuery time.Duration
 }
+
+// DefaultSlowQuery is SLOW_QUERY_MS's default.
+const DefaultSlowQuery = 200 * time.Millisecond
 
 // Service holds the read use cases.
 type Service struct {
@@ -52,6 +58,7 @@ type Service struct {
 	v               *activity.Validator
 	defaultPageSize int
 	maxPageSize     int
+	slowQuery       time.Duration
 }
 
 // New returns a Service reading from r. It fails on a missing reader, a
@@ -65,7 +72,10 @@ func New(r Reader, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("query: %w", err)
 	}
 	s := &Service{r: r, cursors: cs, v: opts.Validator,
-		defaultPageSize: opts.DefaultPageSize, maxPageSize: opts.MaxPageSize}
+		defaultPageSize: opts.DefaultPageSize, maxPageSize: opts.MaxPageSize, slowQuery: opts.SlowQuery}
+	if s.slowQuery <= 0 {
+		s.slowQuery = DefaultSlowQuery
+	}
 	if s.v == nil {
 		if s.v, err = activity.NewValidator(activity.Rules{}); err != nil {
 			return nil, fmt.Errorf("query: default validator: %w", err)

@@ -29,6 +29,7 @@ func newAuthenticator(cfg config, log *slog.Logger, stdout io.Writer) (*auth.Aut
 		ReadGroups:      cfg.AuthReadGroups,
 		WriteGroups:     cfg.AuthWriteGroups,
 		AuditGroups:     cfg.AuthAuditGroups,
+		ExportGroups:    cfg.AuthExportGroups,
 		Skew:            cfg.AuthClockSkew,
 		JWKSURLs:        cfg.AuthJWKSURLs,
 		Issuer:          cfg.AuthIssuer,

@@ -31,6 +31,7 @@ type config struct {
 	LogFormat        string
 	ShutdownTimeout  time.Duration
 	DepTimeout       time.Duration
+	SlowQueryMS      int
 
 	AuthDisabled      bool
 	AuthDev           bool
@@ -39,6 +40,7 @@ type config struct {
 	AuthReadGroups    []string
 	AuthWriteGroups   []string
 	AuthAuditGroups   []string
+	AuthExportGroups  []string
 	AuthClockSkew     time.Duration
 	AuthRequireExp    bool
 	AuthMaxTokenAge   time.Duration
@@ -50,6 +52,8 @@ type config struct {
 	AuthEmailClaim    string
 	CORSAllowedOrigin []string
 	CORSAllowedHeader []string
+
+	ingestConfig
 }
 
 // summaries are the one-line summaries of the sub-commands, as in usage.
@@ -182,6 +186,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.str(&c.CursorSecret, "cursor-secret", "CURSOR_SECRET", "", "secret (32+ bytes) signing pagination tokens; same on every query replica; empty = generated once under the data dir")
 	e.str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	e.str(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
+	e.integer(&c.SlowQueryMS, "slow-query-ms", "SLOW_QUERY_MS", 200, "reads slower than this many milliseconds are logged at warn")
 	e.duration(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 15*time.Second, "how long to drain requests on SIGTERM")
 	e.duration(&c.DepTimeout, "dependency-timeout", "DEPENDENCY_TIMEOUT", guard.DefaultTimeout, "deadline of each event store and read model call of a request; past it the request answers 503 with Retry-After")
 	e.boolean(&c.AuthDisabled, "auth-disabled", "AUTH_DISABLED", false, "turn authentication off (logs a warning at every start)")
@@ -190,7 +195,8 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.str(&c.AuthPublicKeys, "auth-jwt-public-keys", "AUTH_JWT_PUBLIC_KEYS", "", "PEM file of RS256/ES256 public keys")
 	e.list(&c.AuthReadGroups, "auth-read-groups", "AUTH_READ_GROUPS", "", "groups allowed to read history")
 	e.list(&c.AuthWriteGroups, "auth-write-groups", "AUTH_WRITE_GROUPS", "", "groups allowed to record activities")
-	e.list(&c.AuthAuditGroups, "auth-audit-groups", "AUTH_AUDIT_GROUPS", "", "groups allowed to use the audit endpoints")
+	e.list(&c.AuthAuditGroups, "auth-audit-groups", "AUTH_AUDIT_GROUPS", "", "groups allowed to replay and verify streams, and to export")
+	e.list(&c.AuthExportGroups, "auth-export-groups", "AUTH_EXPORT_GROUPS", "", "groups allowed to export (besides the audit groups)")
 	e.duration(&c.AuthClockSkew, "auth-clock-skew", "AUTH_CLOCK_SKEW", 30*time.Second, "allowed clock skew for exp/nbf/iat")
 	e.boolean(&c.AuthRequireExp, "auth-require-exp", "AUTH_REQUIRE_EXP", true, "refuse tokens without exp; false accepts the council's user tokens, which have none (warns at start)")
 	e.duration(&c.AuthMaxTokenAge, "auth-max-token-age", "AUTH_MAX_TOKEN_AGE", 0, "refuse tokens whose iat is older than this, and tokens without iat; 0 = no limit")
@@ -202,6 +208,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.str(&c.AuthEmailClaim, "auth-email-claim", "AUTH_EMAIL_CLAIM", "email", "claim giving authorDetails.email when a POST has none")
 	e.list(&c.CORSAllowedOrigin, "cors-allowed-origins", "CORS_ALLOWED_ORIGINS", "*", "origins allowed by CORS")
 	e.list(&c.CORSAllowedHeader, "cors-allowed-headers", "CORS_ALLOWED_HEADERS", "*", "request headers allowed by CORS besides Authorization, Content-Type, x-correlation-id and traceparent; * = any")
+	c.ingestConfig.flags(e, true)
 	if err := e.parse(args); err != nil {
 		return c, err
 	}
@@ -240,9 +247,13 @@ func (c *config) check() error {
 	if c.DepTimeout <= 0 || c.DepTimeout >= httpWriteTimeout {
 		errs = append(errs, fmt.Errorf("DEPENDENCY_TIMEOUT=%s: want more than 0 and less than the HTTP write timeout (%s)", c.DepTimeout, httpWriteTimeout))
 	}
+	if c.SlowQueryMS < 1 {
+		errs = append(errs, fmt.Errorf("SLOW_QUERY_MS=%d: want a positive number of milliseconds", c.SlowQueryMS))
+	}
 	if c.CursorSecret != "" && len(c.CursorSecret) < 32 {
 		errs = append(errs, errors.New("CURSOR_SECRET: must be at least 32 bytes"))
 	}
+	errs = append(errs, c.checkIngest()...)
 	return errors.Join(errs...)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/council/activityhistory/activity"
 	"github.com/council/activityhistory/command"
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/guard"
@@ -17,13 +18,13 @@ type guardedReader struct {
 	g *guard.Guard
 }
 
-func (gr guardedReader) Page(ctx context.Context, targetID, before string, limit int) (docs [][]byte, found bool, err error) {
+func (gr guardedReader) Page(ctx context.Context, targetID string, q activity.PageQuery) (p activity.Page, err error) {
 	err = gr.g.Do(ctx, func(ctx context.Context) error {
 		var err error
-		docs, found, err = gr.r.Page(ctx, targetID, before, limit)
+		p, err = gr.r.Page(ctx, targetID, q)
 		return err
 	})
-	return docs, found, err
+	return p, err
 }
 
 func (gr guardedReader) Get(ctx context.Context, id string) (doc []byte, found bool, err error) {

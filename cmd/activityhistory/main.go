@@ -39,7 +39,10 @@ Usage:
   activityhistory serve  [flags]   run the service (roles: command, query, projector)
   activityhistory token  [flags]   mint a development JWT
   activityhistory verify [flags]   verify the hash chain of one stream or all of them
+                                   (--url: through the HTTP API, recomputing every hash here)
+  activityhistory replay [flags]   print a stream's records through the HTTP API
   activityhistory load   [flags]   drive a running service with writers and readers; report throughput and latency
+  activityhistory dlq list|replay  list or re-drive dead-lettered entity events
   activityhistory help             this text
 
 Run "activityhistory <command> -h" for the flags of a command. Every flag of serve
@@ -65,8 +68,12 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 		return token(args[1:], getenv, stdout, stderr)
 	case "verify":
 		return verify(ctx, args[1:], getenv, stdout, stderr)
+	case "replay":
+		return replay(ctx, args[1:], getenv, stdout, stderr)
 	case "load":
 		return load(ctx, args[1:], getenv, stdout, stderr)
+	case "dlq":
+		return dlq(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -23,8 +23,10 @@ import (
 
 	"github.com/council/activityhistory/activity"
 	"github.com/council/activityhistory/apidocs"
+	"github.com/council/activityhistory/audit"
 	"github.com/council/activityhistory/auth"
 	"github.com/council/activityhistory/command"
+	"github.com/council/activityhistory/command/ingest"
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/esdb"
 	"github.com/council/activityhistory/eventstore/natsjs"
@@ -81,6 +83,7 @@ type app struct {
 	store     store
 	model     readModel
 	projector *projection.Projector
+	ingest    *ingest.Consumer // nil unless INGEST_ENABLED
 	handler   http.Handler
 	engines   []*gin.Engine
 	ready     *atomic.Bool
@@ -153,11 +156,21 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	if cfg.has("command") {
 		storeGuard := guard.New(guard.Options{Name: "event store", Timeout: cfg.DepTimeout, Benign: storeAnswer, Logger: log})
 		svc := command.NewService(guardedAppender{s: a.store, g: storeGuard}, validator, command.Options{})
+		translator, err := newTranslator(cfg, validator)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.IngestEnabled {
+			if a.ingest, err = newConsumer(cfg, a, svc, translator, reg); err != nil {
+				return nil, err
+			}
+		}
 		e := command.NewEngine(svc, command.EngineDeps{
 			Logger:     log,
 			Metrics:    metrics,
 			Middleware: []gin.HandlerFunc{authn.Require(auth.Write)},
 			Author:     auth.Author,
+			Events:     translator,
 		})
 		o.mount(e)
 		apidocs.Mount(e)
@@ -170,7 +183,8 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 			return nil, err
 		}
 		modelGuard := guard.New(guard.Options{Name: "read model", Timeout: cfg.DepTimeout, Logger: log})
-		svc, err := query.New(guardedReader{r: a.model, g: modelGuard}, query.Options{Validator: validator, CursorSecret: secret})
+		svc, err := query.New(guardedReader{r: a.model, g: modelGuard}, query.Options{Validator: validator, CursorSecret: secret,
+			SlowQuery: time.Duration(cfg.SlowQueryMS) * time.Millisecond})
 		if err != nil {
 			return nil, err
 		}
@@ -179,6 +193,9 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 			Metrics:    metrics,
 			Middleware: []gin.HandlerFunc{authn.Require(auth.Read)},
 		})
+		if err := mountAudit(e, a, cfg, validator, secret, authn, reg); err != nil {
+			return nil, err
+		}
 		o.mount(e)
 		apidocs.Mount(e)
 		queryEngine = e
@@ -193,6 +210,50 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	}
 	a.handler = httpapi.CORS(cfg.CORSAllowedOrigin, cfg.CORSAllowedHeader, splitByMethod(queryEngine, cmdEngine))
 	return a, nil
+}
+
+// mountAudit adds replay, verify and export to the query engine when the
+// process holds the event store, with what the store can do beyond
+// eventstore.Store decided here, once.
+func mountAudit(e *query.Engine, a *app, cfg config, v *activity.Validator, secret []byte, authn *auth.Authenticator, reg prometheus.Registerer) error {
+	var st audit.Store
+	switch {
+	case a.store != nil:
+		st.Streams = a.store
+		if h, ok := a.store.(audit.Heads); ok {
+			st.Heads = h
+		}
+		if l, ok := a.store.(audit.Log); ok {
+			st.Log = l
+		}
+	case cfg.EventStoreURL != "":
+		// A query-only process: the store is opened when an auditor first
+		// needs it, so history never waits for it. JetStream keeps heads
+		// and knows its last position; EventStoreDB does neither.
+		l := &lazyStore{open: func(ctx context.Context) (store, error) { return openStore(ctx, cfg, a.log) }}
+		a.closers = append(a.closers, l.Close)
+		st.Streams = l
+		if isNATSURL(cfg.EventStoreURL) {
+			st.Heads, st.Log = l, l
+		}
+	default:
+		a.log.Warn("audit and export routes are off: this query process has no event store (set EVENTSTORE_URL)")
+		return nil
+	}
+	cursors, err := query.NewCursors(secret)
+	if err != nil {
+		return err
+	}
+	svc, err := audit.New(st, audit.Options{Cursors: cursors, Validator: v})
+	if err != nil {
+		return err
+	}
+	audit.Mount(e, svc, audit.Routes{
+		Audit:      []gin.HandlerFunc{authn.Require(auth.Audit)},
+		Export:     []gin.HandlerFunc{authn.Require(auth.Export)},
+		Registerer: reg,
+	})
+	return nil
 }
 
 // splitByMethod serves the all-in-one mode from one address: reads go to
@@ -227,17 +288,21 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (store, error)
 	switch {
 	case u == "":
 		s, err := natsjs.Open(ctx, natsjs.Config{
-			DataDir:    filepath.Join(cfg.DataDir, "eventstore"),
-			Replicas:   1,
-			SyncAlways: cfg.EventStoreSync == "always",
-			Logger:     log,
+			DataDir:        filepath.Join(cfg.DataDir, "eventstore"),
+			Replicas:       1,
+			SyncAlways:     cfg.EventStoreSync == "always",
+			Logger:         log,
+			Listen:         cfg.NATSListen,
+			ListenUser:     cfg.NATSUser,
+			ListenPassword: cfg.NATSPassword,
+			ListenNKeys:    cfg.NATSNKeys,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("embedded event store: %w", err)
 		}
 		log.Info("event store: embedded JetStream", "dir", filepath.Join(cfg.DataDir, "eventstore"), "sync", cfg.EventStoreSync)
 		return s, nil
-	case strings.HasPrefix(u, "nats://") || strings.HasPrefix(u, "tls://"):
+	case isNATSURL(u):
 		s, err := natsjs.Open(ctx, natsjs.Config{URLs: splitList(u), Replicas: cfg.EventStoreRepl, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("JetStream at %s: %w", redactURL(u), err)
@@ -359,7 +424,12 @@ func (a *app) close() {
 func (a *app) run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	if a.ingest != nil {
+		// The store closes after run returns: let the consumer stop first.
+		done := a.runIngest(ctx, errc)
+		defer func() { <-done }()
+	}
 	if a.projector != nil {
 		go func() {
 			if err := a.projector.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -331,13 +332,19 @@ func redisURL() string {
 func TestAuthOnTheService(t *testing.T) {
 	t.Parallel()
 	chk := apitest.New(t)
-	s := start(t, baseEnv(t.TempDir()))
+	env := baseEnv(t.TempDir())
+	env["AUTH_EXPORT_GROUPS"] = "analysts"
+	s := start(t, env)
 	target := uuid.NewString()
 	writer, reader := mint(t, "writers"), mint(t, "readers")
 	both := mint(t, "readers", "writers")
 	other := mint(t, "someone-else")
+	auditor, analyst := mint(t, "auditors"), mint(t, "analysts")
 	hist := s.url + "/api/v1/activityHistory?targetId=" + target
 	post := s.url + "/api/v1/activityHistory"
+	events := s.url + "/api/v1/activityHistory/streams/" + target + "/events"
+	verify := s.url + "/api/v1/activityHistory/streams/" + target + "/verify"
+	export := s.url + "/api/v1/activityHistory/export"
 
 	cases := []struct {
 		name   string
@@ -352,6 +359,18 @@ func TestAuthOnTheService(t *testing.T) {
 		{"GET with writer token", request(t, "GET", hist, writer, nil), 403},
 		{"POST with writer token", request(t, "POST", post, writer, activityBody(target, 1)), 201},
 		{"GET with both", request(t, "GET", hist, both, nil), 0},
+		{"replay without token", request(t, "GET", events, "", nil), 401},
+		{"replay with reader token", request(t, "GET", events, reader, nil), 403},
+		{"verify with reader token", request(t, "GET", verify, reader, nil), 403},
+		{"export with reader token", request(t, "GET", export, reader, nil), 403},
+		{"replay with writer token", request(t, "GET", events, writer, nil), 403},
+		{"replay with export token", request(t, "GET", events, analyst, nil), 403},
+		{"verify with export token", request(t, "GET", verify, analyst, nil), 403},
+		{"replay with auditor token", request(t, "GET", events, auditor, nil), 200},
+		{"verify with auditor token", request(t, "GET", verify, auditor, nil), 200},
+		{"export with auditor token", request(t, "GET", export, auditor, nil), 200},
+		{"export with export token", request(t, "GET", export, analyst, nil), 200},
+		{"history with auditor token", request(t, "GET", hist, auditor, nil), 403},
 		{"ping is open", request(t, "GET", s.url+"/api/v1/healthcheck/ping", "", nil), 200},
 		{"healthz is open", request(t, "GET", s.url+"/healthz", "", nil), 200},
 		{"readyz is open", request(t, "GET", s.url+"/readyz", "", nil), 200},
@@ -554,7 +573,7 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 					// The UI and its assets: documented as /swagger/.
 					path = "/swagger/"
 				}
-				path = strings.ReplaceAll(path, ":id", "{id}")
+				path = pathParam.ReplaceAllString(path, "{$1}")
 				i := strings.Index(doc, "\n  "+path+":")
 				if i < 0 {
 					t.Errorf("roles %s: %s %s is not in the document", roles, r.Method, r.Path)
@@ -572,6 +591,9 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 		a.close()
 	}
 }
+
+// pathParam is a gin path parameter, written {name} in the document.
+var pathParam = regexp.MustCompile(`:(\w+)`)
 
 // 16 concurrent writers × 100 activities to one target: the history holds
 // exactly the 1,600, each once, newest first.

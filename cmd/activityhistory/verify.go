@@ -16,8 +16,11 @@ func verify(ctx context.Context, args []string, getenv func(string) string, stdo
 	var cfg config
 	var target string
 	var all bool
+	var remote remoteFlags
 	fs.StringVar(&target, "target", "", "verify the stream of this targetId")
-	fs.BoolVar(&all, "all", false, "verify every stream")
+	fs.BoolVar(&all, "all", false, "verify every stream (direct store access only)")
+	remote.bind(e)
+	fs.StringVar(&remote.expectHead, "expect-head", "", "with --url: a head saved earlier, REVISION:HASH, that the stream must still hold")
 	e.str(&cfg.DataDir, "data-dir", "DATA_DIR", "./data", "data directory of the embedded event store")
 	e.str(&cfg.EventStoreURL, "eventstore-url", "EVENTSTORE_URL", "", "event store URL (empty = embedded)")
 	cfg.EventStoreSync, cfg.EventStoreRepl, cfg.LogLevel, cfg.LogFormat = "default", 1, "warn", "text"
@@ -26,6 +29,17 @@ func verify(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	if (target == "") == !all {
 		fmt.Fprintln(stderr, "verify: give exactly one of --target ID or --all")
+		return errUsage
+	}
+	if remote.url != "" {
+		if all {
+			fmt.Fprintln(stderr, "verify: --all needs direct store access; with --url give --target ID")
+			return errUsage
+		}
+		return verifyRemote(ctx, remote, target, stdout, stderr)
+	}
+	if remote.expectHead != "" {
+		fmt.Fprintln(stderr, "verify: --expect-head goes with --url")
 		return errUsage
 	}
 	log := newLogger(cfg, stderr)

@@ -42,6 +42,13 @@ type Config struct {
 	SyncAlways bool
 	// Logger receives connection and embedded-server events; nil discards.
 	Logger *slog.Logger
+	// Listen, when set (host:port), makes the embedded server accept NATS
+	// clients there, e.g. publishers of entity events; off by default.
+	// With ListenUser or ListenNKeys every such client must authenticate.
+	Listen         string
+	ListenUser     string
+	ListenPassword string
+	ListenNKeys    []string // public user nkeys (U…)
 
 	// Set only by tests (export_test.go): a stream that allows deleting
 	// and purging messages, and a shorter duplicate window, so tests can
@@ -184,7 +191,7 @@ func checkConfig(cfg Config) error {
 	return nil
 }
 
-func (s *Store) startEmbedded() error {
+func (s *Store) startEmbedded() (err error) {
 	// Before anything is opened for write: one server per data dir.
 	lock, err := lockDir(s.cfg.DataDir)
 	if err != nil {
@@ -199,6 +206,12 @@ func (s *Store) startEmbedded() error {
 		SyncAlways: s.cfg.SyncAlways,
 		NoSigs:     true,
 	}
+	var auth []nats.Option
+	if s.cfg.Listen != "" {
+		if auth, err = listenOptions(opts, s.cfg); err != nil {
+			return err
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("start embedded nats: %w", err)
@@ -210,14 +223,14 @@ func (s *Store) startEmbedded() error {
 		return fmt.Errorf("start embedded nats: not ready in 30s: %w", eventstore.ErrUnavailable)
 	}
 	s.ns = ns
-	nc, err := nats.Connect(ns.ClientURL(), nats.InProcessServer(ns), nats.Name("activityhistory"))
+	nc, err := nats.Connect(ns.ClientURL(), append(auth, nats.InProcessServer(ns), nats.Name("activityhistory"))...)
 	if err != nil {
 		ns.Shutdown()
 		s.ns = nil
 		return fmt.Errorf("connect embedded nats: %w", err)
 	}
 	s.nc = nc
-	s.log.Info("embedded nats started", "store_dir", opts.StoreDir, "sync_always", opts.SyncAlways)
+	s.log.Info("embedded nats started", "store_dir", opts.StoreDir, "sync_always", opts.SyncAlways, "listen", s.cfg.Listen)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
+	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
 	"github.com/council/activityhistory/eventstore/storetest"
 )
 
@@ -36,19 +37,7 @@ func openEmbedded(t testing.TB) *natsjs.Store {
 // way an external server is reached.
 func startServer(t testing.TB) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	return ns
+	return natsjstest.StartServer(t)
 }
 
 func ctxFor(t *testing.T) context.Context {

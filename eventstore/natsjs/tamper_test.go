@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
+	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
 )
 
 // rig is a store on a server with a listener, plus a plain JetStream
@@ -24,6 +24,7 @@ type rig struct {
 	s      *natsjs.Store
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	tam    *natsjstest.Tamperer
 }
 
 func newRig(t *testing.T, tamperable bool) rig {
@@ -34,20 +35,8 @@ func newRig(t *testing.T, tamperable bool) rig {
 		cfg = natsjs.TamperableConfig(cfg, 100*time.Millisecond)
 	}
 	s := open(t, cfg)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := js.Stream(ctxFor(t), "ACTIVITY")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rig{s: s, js: js, stream: st}
+	tam := natsjstest.NewTamperer(t, ns.ClientURL(), "ACTIVITY")
+	return rig{s: s, js: tam.JS, stream: tam.Stream, tam: tam}
 }
 
 // fill appends n events to stream, one per append, and returns the records.
@@ -92,41 +81,16 @@ func (r rig) wantBroken(t *testing.T, stream string, rev uint64) {
 	t.Logf("caught: %v", err)
 }
 
-// publish writes m straight to the JetStream stream, past the dedupe
-// window when m repeats a recorded event id.
+// publish writes m straight to the JetStream stream (natsjstest).
 func (r rig) publish(t *testing.T, m *nats.Msg) uint64 {
 	t.Helper()
-	ctx := ctxFor(t)
-	for {
-		ack, err := r.js.PublishMsg(ctx, m)
-		if err != nil {
-			t.Fatalf("publish to %s: %v", m.Subject, err)
-		}
-		if !ack.Duplicate {
-			return ack.Sequence
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("publish: still a duplicate")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return r.tam.Publish(t, m)
 }
 
-// message returns the stored message at seq with the event headers it
-// carries (not those of the batch it came in, nor those a get adds).
+// message returns the stored message at seq with its event headers.
 func (r rig) message(t *testing.T, seq uint64) *jetstream.RawStreamMsg {
 	t.Helper()
-	m, err := r.stream.GetMsg(ctxFor(t), seq)
-	if err != nil {
-		t.Fatalf("get message %d: %v", seq, err)
-	}
-	for h := range m.Header {
-		if strings.HasPrefix(h, "Nats-") && h != jetstream.MsgIDHeader {
-			m.Header.Del(h)
-		}
-	}
-	return m
+	return r.tam.Message(t, seq)
 }
 
 func hashOf(s string) string {
@@ -170,14 +134,7 @@ func TestTamperForgedRecord(t *testing.T) {
 
 	// Made-up headers that look right: the next revision, linked to the
 	// real head, with a hash the forger could not compute for this data.
-	forged := nats.NewMsg(r.s.EventSubject("target"))
-	forged.Header.Set(jetstream.MsgIDHeader, "forged-1")
-	forged.Header.Set("Ah-Revision", "3")
-	forged.Header.Set("Ah-Type", "TestEvent")
-	forged.Header.Set("Ah-Prev-Hash", last.Hash)
-	forged.Header.Set("Ah-Hash", hashOf("forged"))
-	forged.Data = []byte(`{"forged":true}`)
-	r.publish(t, forged)
+	r.publish(t, natsjstest.Forged(r.s.EventSubject("target"), 3, last.Hash))
 	r.wantBroken(t, "target", 3)
 	if _, err := eventstore.Verify(ctxFor(t), r.s, "target", nil); !errors.Is(err, eventstore.ErrChainBroken) {
 		t.Fatalf("chain alone: %v, want a broken chain", err)

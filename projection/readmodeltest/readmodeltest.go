@@ -47,6 +47,12 @@ func Run(t *testing.T, newModel func(t *testing.T) Model) {
 		{"LargeTarget", testLargeTarget},
 		{"Concurrent", testConcurrent},
 		{"Ping", testPing},
+		{"FilterDateRange", testFilterDateRange},
+		{"FilterType", testFilterType},
+		{"FilterSourceDomain", testFilterSourceDomain},
+		{"FilterTargetType", testFilterTargetType},
+		{"FilterCombined", testFilterCombined},
+		{"FilterScanBound", testFilterScanBound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,11 +128,31 @@ func apply(t *testing.T, m Model, pos uint64, acts []activity.Activity) {
 
 func page(t *testing.T, m Model, target, before string, limit int) ([][]byte, bool) {
 	t.Helper()
-	docs, found, err := m.Page(context.Background(), target, before, limit)
-	if err != nil {
-		t.Fatalf("page %q before %q: %v", target, before, err)
+	p := pageOf(t, m, target, activity.PageQuery{Before: before, Limit: limit})
+	docs := make([][]byte, len(p.Entries))
+	for i, e := range p.Entries {
+		docs[i] = e.Doc
 	}
-	return docs, found
+	return docs, p.Found
+}
+
+// pageOf reads one page and checks that every entry carries the sort key
+// of its document.
+func pageOf(t *testing.T, m Model, target string, q activity.PageQuery) activity.Page {
+	t.Helper()
+	p, err := m.Page(context.Background(), target, q)
+	if err != nil {
+		t.Fatalf("page %q %+v: %v", target, q, err)
+	}
+	for _, e := range p.Entries {
+		if want := sortKey(t, e.Doc); e.Key != want {
+			t.Fatalf("page %q: entry key %q, its document's sort key is %q", target, e.Key, want)
+		}
+	}
+	if len(p.Entries) > max(q.Limit, 0) {
+		t.Fatalf("page %q: %d entries, limit %d", target, len(p.Entries), q.Limit)
+	}
+	return p
 }
 
 // all pages through target with pages of size and returns every document.
@@ -417,7 +443,7 @@ func testConcurrent(t *testing.T, m Model) {
 				if err := m.Apply(ctx, uint64(first+size), Series(target, first, size)); err != nil {
 					errs <- err
 				}
-				if _, _, err := m.Page(ctx, target, "", 10); err != nil {
+				if _, err := m.Page(ctx, target, activity.PageQuery{Limit: 10}); err != nil {
 					errs <- err
 				}
 			}
