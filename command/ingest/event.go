@@ -187,8 +187,9 @@ func ActivityID(eventID string) string {
 	return uuid.NewSHA1(uuid.MustParse(Namespace), []byte(name)).String()
 }
 
-// activityInput is the activity in the shape the validator reads, with an
-// absent user as explicit nulls.
+// activityInput is the activity in the shape the validator reads. An
+// absent user's fields are left out, not null: the author is recorded
+// empty (a null sent over HTTP would be kept as null).
 type activityInput struct {
 	ID                  string              `json:"id"`
 	TargetID            string              `json:"targetId"`
@@ -199,8 +200,8 @@ type activityInput struct {
 	OldData             json.RawMessage     `json:"oldData,omitempty"`
 	NewData             json.RawMessage     `json:"newData,omitempty"`
 	AuthorDetails       struct {
-		FullName *string `json:"fullName"`
-		Email    *string `json:"email"`
+		FullName *string `json:"fullName,omitempty"`
+		Email    *string `json:"email,omitempty"`
 	} `json:"authorDetails"`
 	SourceDomain string `json:"sourceDomain"`
 }
