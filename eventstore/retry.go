@@ -25,3 +25,10 @@ func Sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// UnavailableBackoff is the wait before the n-th retry of a call that met
+// an unavailable backend: 50ms doubling to 1s, with jitter.
+func UnavailableBackoff(n int) time.Duration {
+	ceil := min(50*time.Millisecond<<min(n-1, 5), time.Second)
+	return ceil/2 + time.Duration(rand.Int64N(int64(ceil/2)))
+}

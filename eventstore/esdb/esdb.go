@@ -52,14 +52,15 @@ const (
 	multiNo
 )
 
-// Store is an eventstore.Store on EventStoreDB / KurrentDB.
+// Store is an eventstore.Store on EventStoreDB / KurrentDB: the shared
+// append engine over this package's backend.
 type Store struct {
+	*eventstore.Engine
 	client   *kurrentdb.Client
 	prefix   string
 	idPrefix string
 	log      *slog.Logger
 	multi    atomic.Int32 // multiUnknown, multiYes or multiNo
-	locks    streamLocks
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -91,16 +92,27 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open esdb %s: %w", redact(conn), err)
 	}
-	s := &Store{client: client, prefix: prefix, idPrefix: idStreamPrefix(prefix), log: log}
+	s := newStore(client, prefix, log)
 	if err := s.Ping(ctx); err != nil {
-		_ = client.Close()
+		_ = s.Close()
 		return nil, fmt.Errorf("open esdb %s: %w", redact(conn), err)
 	}
 	return s, nil
 }
 
+func newStore(client *kurrentdb.Client, prefix string, log *slog.Logger) *Store {
+	s := &Store{client: client, prefix: prefix, idPrefix: idStreamPrefix(prefix), log: log}
+	s.Engine = eventstore.NewEngine(backend{s}, eventstore.EngineConfig{
+		AppendTimeout: opTimeout,
+		// A multi-stream append refuses recorded ids by itself.
+		Optimistic: func() bool { return s.multi.Load() != multiNo },
+	})
+	return s
+}
+
 // Close closes the connection. Subscriptions end with an error.
 func (s *Store) Close() error {
+	s.Engine.Close()
 	return s.client.Close()
 }
 

@@ -3,30 +3,12 @@ package esdb
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 
 	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
 
 	"github.com/council/activityhistory/eventstore"
 )
-
-// Read returns up to limit records of stream from revision from.
-func (s *Store) Read(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.Record, error) {
-	if err := validateStream(stream); err != nil {
-		return nil, fmt.Errorf("read %s: %w", stream, err)
-	}
-	if limit <= 0 {
-		return nil, fmt.Errorf("read %s: %w: limit %d", stream, eventstore.ErrInvalid, limit)
-	}
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	recs, err := s.readStream(ctx, s.streamName(stream), kurrentdb.Forwards, kurrentdb.Revision(from), limit)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", stream, err)
-	}
-	return recs, nil
-}
 
 // readStream reads up to n events of a server stream; ErrNotFound when the
 // stream does not exist (or was deleted).

@@ -28,7 +28,7 @@ type handlerError struct{ err error }
 
 func (e *handlerError) Error() string { return e.err.Error() }
 
-// Subscribe follows $all from position after, filtered on the server to
+// subscribe follows $all from position after, filtered on the server to
 // streams with our prefix (index streams have another prefix). Events that
 // arrive together are handed over as one batch. When the subscription
 // drops for a reason that can pass (server restart, leader change, network),
@@ -39,7 +39,7 @@ func (e *handlerError) Error() string { return e.err.Error() }
 // not resumed from: several server versions sent checkpoints from which a
 // resubscription skips an event, so a resubscription starts after the last
 // record delivered and re-scans the other streams' events since then.
-func (s *Store) Subscribe(ctx context.Context, after uint64, h eventstore.Handler) error {
+func (s *Store) subscribe(ctx context.Context, after uint64, h eventstore.Handler) error {
 	last := after
 	delay := minResubscribeDelay
 	for {

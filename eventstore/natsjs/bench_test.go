@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
@@ -52,8 +55,19 @@ func runAppends(b *testing.B, s *natsjs.Store, streams, writers int) {
 	data := make([]byte, 512)
 	ctx := context.Background()
 	run := rand.Text()[:8] // the store may have seen other runs' ids
+	parallel(b, writers, func(i int64) error {
+		ev := eventstore.Event{ID: fmt.Sprintf("ev-%s-%d", run, i), Type: "Bench", Data: data}
+		_, err := s.Append(ctx, fmt.Sprintf("stream-%s-%d", run, i%int64(streams)), eventstore.Any, ev)
+		return err
+	})
+}
+
+// parallel runs op for 1..b.N from writers goroutines and reports the
+// rate and the CPU time per op.
+func parallel(b *testing.B, writers int, op func(i int64) error) {
 	var next atomic.Int64
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	var wg sync.WaitGroup
 	for range writers {
 		wg.Go(func() {
@@ -62,8 +76,7 @@ func runAppends(b *testing.B, s *natsjs.Store, streams, writers int) {
 				if i > int64(b.N) {
 					return
 				}
-				ev := eventstore.Event{ID: fmt.Sprintf("ev-%s-%d", run, i), Type: "Bench", Data: data}
-				if _, err := s.Append(ctx, fmt.Sprintf("stream-%s-%d", run, i%int64(streams)), eventstore.Any, ev); err != nil {
+				if err := op(i); err != nil {
 					b.Error(err)
 					return
 				}
@@ -71,7 +84,21 @@ func runAppends(b *testing.B, s *natsjs.Store, streams, writers int) {
 		})
 	}
 	wg.Wait()
+	reportRate(b, cpu0)
+}
+
+// cpuTime is the CPU time this process has used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportRate reports appends/s and, steadier on a shared machine, the
+// process's CPU time per append (the server's included when embedded).
+func reportRate(b *testing.B, cpu0 time.Duration) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/append")
 }
 
 // BenchmarkServerBaseline shows what the server charges for the two ways
@@ -109,5 +136,53 @@ func BenchmarkServerBaseline(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+}
+
+// BenchmarkParallel measures what the service does per single-activity
+// POST, beside the raw part underneath in the same run: 64 writers of one
+// 512-byte event each, spread over 1000 streams or into one, through the
+// store, and as bare JetStream publishes on an embedded server (sync: one
+// publish and its ack per writer at a time, as a store append would be).
+func BenchmarkParallel(b *testing.B) {
+	for _, syncAlways := range []bool{false, true} {
+		for _, streams := range []int{1000, 1} {
+			b.Run(fmt.Sprintf("store/sync=%v/streams=%d", syncAlways, streams), func(b *testing.B) {
+				benchAppend(b, syncAlways, streams, 64)
+			})
+		}
+		b.Run(fmt.Sprintf("raw-publish/sync=%v", syncAlways), func(b *testing.B) {
+			benchRawPublish(b, syncAlways, 64)
+		})
+	}
+}
+
+func benchRawPublish(b *testing.B, syncAlways bool, writers int) {
+	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: b.TempDir(), DontListen: true, SyncAlways: syncAlways, NoSigs: true, NoLog: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		b.Fatal("not ready")
+	}
+	defer ns.Shutdown()
+	nc, err := nats.Connect(ns.ClientURL(), nats.InProcessServer(ns))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}}); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 512)
+	parallel(b, writers, func(i int64) error {
+		_, err := js.Publish(ctx, fmt.Sprintf("raw.%d", i%1000), data)
+		return err
 	})
 }

@@ -182,26 +182,9 @@ func TestConformanceCluster(t *testing.T) {
 	storetest.Run(t, func(*testing.T) eventstore.Store { return s })
 }
 
-// The suite again with single-event appends as plain publishes, which
-// only single-replica streams use by default: the duplicate window and
-// the id index must hold on a cluster too.
-func TestConformanceClusterSingle(t *testing.T) {
-	t.Parallel()
-	c := startCluster(t)
-	s := openCluster(t, c, natsjs.SinglePublish)
-	storetest.Run(t, func(*testing.T) eventstore.Store { return s })
-}
-
 func TestClusterLeaderLoss(t *testing.T) {
 	t.Parallel()
 	leaderLoss(t, lossPlan{writers: 4, streams: 6, appends: 300, kills: 1})
-}
-
-// Retried single publishes across an election: each acknowledged event
-// must be stored once.
-func TestClusterLeaderLossSingle(t *testing.T) {
-	t.Parallel()
-	leaderLoss(t, lossPlan{writers: 4, streams: 6, appends: 300, kills: 1, single: true})
 }
 
 func TestClusterLeaderLossLong(t *testing.T) {
@@ -209,12 +192,7 @@ func TestClusterLeaderLossLong(t *testing.T) {
 		t.Skip("long cluster fault test: set AH_LONG=1 (make test-long)")
 	}
 	t.Parallel()
-	for _, single := range []bool{false, true} {
-		t.Run(fmt.Sprintf("single=%v", single), func(t *testing.T) {
-			t.Parallel()
-			leaderLoss(t, lossPlan{writers: 16, streams: 40, appends: 6000, kills: 4, restart: true, single: single})
-		})
-	}
+	leaderLoss(t, lossPlan{writers: 16, streams: 40, appends: 6000, kills: 4, restart: true})
 }
 
 type lossPlan struct {
@@ -222,7 +200,6 @@ type lossPlan struct {
 	appends          int  // acknowledged appends to reach
 	kills            int  // stream leaders shut down along the way
 	restart          bool // start each killed node again before the next kill
-	single           bool // single-event appends as plain publishes
 }
 
 // acked is what successful appends returned: the one thing that must
@@ -279,11 +256,7 @@ func (a *acked) idsOf(stream string) map[string]bool {
 // acknowledged event is stored exactly once and every chain verifies.
 func leaderLoss(t *testing.T, p lossPlan) {
 	c := startCluster(t)
-	var opts []func(natsjs.Config) natsjs.Config
-	if p.single {
-		opts = append(opts, natsjs.SinglePublish)
-	}
-	s := openCluster(t, c, opts...)
+	s := openCluster(t, c)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	streamName := func(i int) string { return fmt.Sprintf("target-%03d", i) }
@@ -465,5 +438,5 @@ func leaderLoss(t *testing.T, p lossPlan) {
 	if n := s.IndexConflicts(); n != 0 {
 		t.Fatalf("%d events found indexed to another record", n)
 	}
-	t.Logf("%d id-index entries repaired", s.IndexRepairs())
+	t.Logf("%d id-index entries written", s.Indexed())
 }

@@ -3,7 +3,10 @@ package natsjs
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/council/activityhistory/eventstore"
 )
@@ -28,7 +31,7 @@ func (s *Store) IDSubject(id string) string { return s.idSubject(id) }
 func (s *Store) HeadSubject(stream string) string { return s.headSubject(stream) }
 
 // WithoutRepairer returns cfg for a store that does not run the id index
-// repairer, so that tests can leave an event unindexed.
+// indexer, so that tests can leave an event unindexed.
 func WithoutRepairer(cfg Config) Config {
 	cfg.noRepair = true
 	return cfg
@@ -40,12 +43,12 @@ func WithoutRepairer(cfg Config) Config {
 func (s *Store) AppendUnindexed(ctx context.Context, stream string, ev eventstore.Event) (eventstore.Record, error) {
 	var prev *eventstore.Head
 	var prevSeq uint64
-	m, ok, err := s.directOne(ctx, directReq{LastFor: s.evSubject(stream)})
+	raw, ok, err := s.directOne(ctx, directReq{LastFor: s.evSubject(stream)})
 	if err != nil {
 		return eventstore.Record{}, err
 	}
 	if ok {
-		rec, err := s.record(m)
+		rec, err := s.record(raw)
 		if err != nil {
 			return eventstore.Record{}, err
 		}
@@ -56,7 +59,10 @@ func (s *Store) AppendUnindexed(ctx context.Context, stream string, ev eventstor
 	if err != nil {
 		return eventstore.Record{}, err
 	}
-	ack, err := s.publishEvent(ctx, sealed[0], prevSeq)
+	sealed[0].RecordedAt = time.Now().UTC()
+	m := eventMsg(s.evSubject(stream), sealed[0])
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(prevSeq, 10))
+	ack, err := s.js.PublishMsg(ctx, m)
 	if err != nil {
 		return eventstore.Record{}, err
 	}
@@ -67,19 +73,12 @@ func (s *Store) AppendUnindexed(ctx context.Context, stream string, ev eventstor
 	return sealed[0], nil
 }
 
-// SinglePublish returns cfg for a store whose single-event appends are
-// plain publishes whatever the replicas (by default only on one).
-func SinglePublish(cfg Config) Config {
-	cfg.forceSingle = true
-	return cfg
-}
-
-// RepairEvery returns cfg for a store whose repairer saves its checkpoint
+// RepairEvery returns cfg for a store whose indexer saves its checkpoint
 // every d rather than every few seconds.
 func RepairEvery(cfg Config, d time.Duration) Config {
 	cfg.repairEvery = d
 	return cfg
 }
 
-// RepairCheckpointKey is the heads bucket key of the repairer's checkpoint.
-const RepairCheckpointKey = repairKey
+// RepairCheckpointKey is the heads bucket key of the indexer's checkpoint.
+const RepairCheckpointKey = indexKey

@@ -16,6 +16,21 @@ import (
 	"github.com/council/activityhistory/eventstore/natsjs"
 )
 
+// waitIndexed waits until id has an id-index entry and returns it.
+func waitIndexed(t *testing.T, url string, s *natsjs.Store, id string) map[string]any {
+	t.Helper()
+	for {
+		if e := idIndex(t, url, s, id); e != nil {
+			return e
+		}
+		select {
+		case <-ctxFor(t).Done():
+			t.Fatalf("%s never indexed", id)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // idIndex returns the id-index entry of id, nil when there is none.
 func idIndex(t *testing.T, url string, s *natsjs.Store, id string) map[string]any {
 	t.Helper()
@@ -46,9 +61,9 @@ func idIndex(t *testing.T, url string, s *natsjs.Store, id string) map[string]an
 	return e
 }
 
-// A writer that stops between storing an event and writing its id-index
-// entry: the repairer of another process writes the entry, after which
-// the id is refused in other streams beyond the duplicate window.
+// A writer that stops after storing an event, with no indexer running:
+// the indexer of another process writes the entry, after which the id is
+// refused in other streams beyond the duplicate window.
 func TestRepairerIndexesCrashedAppend(t *testing.T) {
 	t.Parallel()
 	ns := startServer(t)
@@ -71,18 +86,14 @@ func TestRepairerIndexesCrashedAppend(t *testing.T) {
 	}
 
 	s := open(t, cfg)
-	for s.IndexRepairs() == 0 {
-		select {
-		case <-ctx.Done():
-			t.Fatal("repairer wrote no index entry")
-		case <-time.After(20 * time.Millisecond):
-		}
+	e := waitIndexed(t, url, s, ev.ID)
+	for s.Indexed() < 2 && ctx.Err() == nil { // counted after the ack
+		time.Sleep(10 * time.Millisecond)
 	}
-	if n := s.IndexRepairs(); n != 1 {
-		t.Fatalf("repairer wrote %d entries, want 1", n)
+	if n := s.Indexed(); n != 2 {
+		t.Fatalf("indexer wrote %d entries, want 2 (the crashed store's two events)", n)
 	}
-	e := idIndex(t, url, s, ev.ID)
-	if e == nil || e["stream"] != "crash" || e["seq"] != float64(rec.Position) || e["revision"] != float64(1) {
+	if e["stream"] != "crash" || e["seq"] != float64(rec.Position) || e["revision"] != float64(1) {
 		t.Fatalf("index entry %v, want stream crash, revision 1, seq %d", e, rec.Position)
 	}
 	time.Sleep(300 * time.Millisecond) // past the duplicate window
@@ -105,7 +116,7 @@ func TestRepairerIndexesCrashedAppend(t *testing.T) {
 }
 
 // A retry of an append that stopped before its index entry, with no
-// repairer anywhere: found as the stream's head, within the duplicate
+// indexer anywhere: found as the stream's head, within the duplicate
 // window and past it, and indexed then.
 func TestRetryAfterCrashBeforeIndex(t *testing.T) {
 	t.Parallel()
@@ -163,10 +174,6 @@ func TestSameIDToNewStreamsAtOnce(t *testing.T) {
 		{"cluster", func(t *testing.T) []*natsjs.Store {
 			c := startCluster(t)
 			return []*natsjs.Store{openCluster(t, c), open(t, natsjs.Config{URLs: c.urls(), Replicas: 3})}
-		}},
-		{"cluster-single", func(t *testing.T) []*natsjs.Store {
-			c := startCluster(t)
-			return []*natsjs.Store{openCluster(t, c, natsjs.SinglePublish), open(t, natsjs.SinglePublish(natsjs.Config{URLs: c.urls(), Replicas: 3}))}
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -248,9 +255,9 @@ func sameIDRace(t *testing.T, stores []*natsjs.Store, rounds, writers int) {
 	}
 }
 
-// The repairer saves how far it has checked in the heads bucket, where
-// Heads does not take it for a head; a store opened later finds an
-// unindexed event written after the checkpoint.
+// The indexer saves how far it has got in the heads bucket, where Heads
+// does not take it for a head; a store opened later finds an unindexed
+// event written after the checkpoint.
 func TestRepairerCheckpoint(t *testing.T) {
 	t.Parallel()
 	ns := startServer(t)
@@ -296,8 +303,8 @@ func TestRepairerCheckpoint(t *testing.T) {
 	if err := s.Heads(ctx, func(h eventstore.Head) error { n++; return nil }); err != nil || n != 5 {
 		t.Fatalf("Heads beside the checkpoint: %d heads, %v; want 5", n, err)
 	}
-	if s.IndexRepairs() != 0 || s.IndexConflicts() != 0 {
-		t.Fatalf("repairs %d, conflicts %d; want none", s.IndexRepairs(), s.IndexConflicts())
+	if s.Indexed() != 7 || s.IndexConflicts() != 0 {
+		t.Fatalf("entries %d, conflicts %d; want 7 and none", s.Indexed(), s.IndexConflicts())
 	}
 
 	// An unindexed event after the checkpoint: a second store resumes
@@ -309,19 +316,12 @@ func TestRepairerCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	later := open(t, natsjs.RepairEvery(natsjs.Config{URLs: []string{url}}, 20*time.Millisecond))
-	for later.IndexRepairs() == 0 {
-		select {
-		case <-ctx.Done():
-			t.Fatal("no repair after the checkpoint")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	if e := idIndex(t, url, later, ev.ID); e == nil || e["stream"] != "cp-late" {
+	if e := waitIndexed(t, url, later, ev.ID); e["stream"] != "cp-late" {
 		t.Fatalf("index entry of the late event: %v", e)
 	}
 }
 
-// The repairer indexes only events whose content matches their hash: a
+// The indexer indexes only events whose content matches their hash: a
 // forged message must not claim an id for good.
 func TestRepairerSkipsForgedEvents(t *testing.T) {
 	t.Parallel()
@@ -341,10 +341,10 @@ func TestRepairerSkipsForgedEvents(t *testing.T) {
 	if _, err := r.s.AppendUnindexed(ctx, "after-forged", ev); err != nil {
 		t.Fatal(err)
 	}
-	for r.s.IndexRepairs() == 0 {
+	for r.s.Indexed() == 0 {
 		select {
 		case <-ctx.Done():
-			t.Fatal("no repair")
+			t.Fatal("nothing indexed")
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -355,8 +355,8 @@ func TestRepairerSkipsForgedEvents(t *testing.T) {
 	if e := idIndex(t, url, r.s, ev.ID); e == nil {
 		t.Fatal("event after the forged one not indexed")
 	}
-	if n := r.s.IndexRepairs(); n != 1 {
-		t.Fatalf("%d repairs, want 1", n)
+	if n := r.s.Indexed(); n != 1 {
+		t.Fatalf("%d entries written, want 1", n)
 	}
 	// Only the server's duplicate window (10 minutes) still holds the
 	// forged message's id; the index never will.

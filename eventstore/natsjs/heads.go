@@ -13,19 +13,19 @@ import (
 	"github.com/council/activityhistory/eventstore"
 )
 
-// Heads kept outside the stream. After every append the stream's new head
-// (revision, hash, position) is written to the key-value bucket
-// <Stream>_HEADS, key = the encoded stream name, before Append returns. A
-// stream that ends before its recorded head lost records; the chain alone
-// cannot tell, since every prefix of a chain is a valid chain.
+// Heads kept outside the stream. The indexer (index.go) writes each
+// stream's newest head (revision, hash, position) to the key-value bucket
+// <Stream>_HEADS, key = the encoded stream name, normally milliseconds
+// after the append. A stream that ends before its recorded head lost
+// records; the chain alone cannot tell, since every prefix of a chain is a
+// valid chain.
 //
-// The window: the head is written after the events commit. A writer that
-// stops in between (crash, lost connection, Append returned an error)
-// leaves the stream ahead of its head, which Verify accepts; the records
-// past the head are then covered by the chain alone until the next append
-// to the stream, or a retry of the failed one, records a newer head.
-// A recorded head never moves back: a write expects the key's last
-// sequence and gives way to a newer head written by another process.
+// The window: until the indexer has passed an append, the stream is ahead
+// of its head, which Verify accepts; those records are covered by the
+// chain alone. Head and Heads wait for the indexer to pass every event
+// stored before the call. A recorded head never moves back, nor to a
+// record written again at a later position: a write expects the key's
+// last sequence and gives way to a head of the same or a later revision.
 
 // headsSuffix names the bucket after the stream.
 const headsSuffix = "_HEADS"
@@ -75,48 +75,63 @@ func (s *Store) ensureHeads(ctx context.Context) error {
 // recordHead writes h as the recorded head of stream unless a head at the
 // same or a later revision is recorded already. kvSeq is the sequence of
 // the key's last write when known (0: unknown). It returns the sequence
-// of the key's write that holds h or a later head.
-func (s *Store) recordHead(ctx context.Context, stream string, h head, kvSeq uint64) (uint64, error) {
-	body, err := json.Marshal(headEntry{Stream: stream, Revision: h.revision, Hash: h.hash, Position: h.seq})
-	if err != nil {
-		return 0, err
-	}
-	subj := s.headSubject(stream)
+// of the key's write that holds h or a later head, and that revision.
+func (s *Store) recordHead(ctx context.Context, stream string, h head, kvSeq uint64) (seq, revision uint64, err error) {
 	// A new stream has no head yet: expect none rather than look.
 	known := kvSeq != 0 || h.revision == 0
 	for attempt := 1; ; attempt++ {
 		if !known {
 			rec, seq, err := s.loadHead(ctx, stream, true)
 			if err != nil && !errors.Is(err, errHeadDeleted) {
-				return 0, err
+				return 0, 0, err
 			}
 			if rec != nil && rec.Revision >= h.revision {
-				return seq, nil
+				return seq, rec.Revision, nil
 			}
 			kvSeq, known = seq, true
 		}
-		m := nats.NewMsg(subj)
-		m.Data = body
-		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(kvSeq, 10))
+		m, err := s.headMsg(eventstore.Record{Stream: stream, Revision: h.revision, Hash: h.hash, Position: h.seq}, kvSeq)
+		if err != nil {
+			return 0, 0, err
+		}
 		pctx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		ack, err := s.js.PublishMsg(pctx, m)
 		cancel()
 		if err == nil {
-			return ack.Sequence, nil
+			return ack.Sequence, h.revision, nil
 		}
-		var apiErr *jetstream.APIError
-		if !errors.As(err, &apiErr) || (apiErr.ErrorCode != codeWrongLastSeq && apiErr.ErrorCode != codeWrongLastSeqConst) {
-			return 0, fmt.Errorf("record head: %w", backendErr(ctx, err))
+		if !isWrongLastSeq(err) {
+			return 0, 0, fmt.Errorf("record head: %w", backendErr(ctx, err))
 		}
 		if attempt == maxAttempts {
-			return 0, fmt.Errorf("record head: still contended after %d attempts: %w", attempt, eventstore.ErrUnavailable)
+			return 0, 0, fmt.Errorf("record head: still contended after %d attempts: %w", attempt, eventstore.ErrUnavailable)
 		}
 		// Another process wrote the key: look again.
 		known = false
 		if err := eventstore.Sleep(ctx, eventstore.ConflictBackoff(attempt)); err != nil {
-			return 0, fmt.Errorf("record head: %w", backendErr(ctx, err))
+			return 0, 0, fmt.Errorf("record head: %w", backendErr(ctx, err))
 		}
 	}
+}
+
+// head is a stream's last record as recordHead takes it.
+type head struct {
+	revision uint64
+	hash     string
+	seq      uint64
+}
+
+// headMsg is the write of r as its stream's recorded head, expecting the
+// key's last write at kvSeq (0: none).
+func (s *Store) headMsg(r eventstore.Record, kvSeq uint64) (*nats.Msg, error) {
+	body, err := json.Marshal(headEntry{Stream: r.Stream, Revision: r.Revision, Hash: r.Hash, Position: r.Position})
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(s.headSubject(r.Stream))
+	m.Data = body
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(kvSeq, 10))
+	return m, nil
 }
 
 // errHeadDeleted: the head key holds a delete marker. This package never
@@ -151,14 +166,18 @@ func (s *Store) loadHead(ctx context.Context, stream string, fresh bool) (*headE
 }
 
 // Head returns the recorded head of stream, ErrNotFound when none is
-// recorded, a *eventstore.ChainError when it was deleted. On a cluster any
+// recorded, a *eventstore.ChainError when it was deleted. It waits for the
+// indexer to pass every event stored before the call. On a cluster any
 // replica answers, so the head may lag the stream's by the last appends.
 func (s *Store) Head(ctx context.Context, stream string) (*eventstore.Head, error) {
-	if err := checkStream(stream); err != nil {
+	if err := eventstore.CheckStream(stream); err != nil {
 		return nil, fmt.Errorf("head: %w", err)
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	if err := s.waitIndexed(ctx); err != nil {
+		return nil, fmt.Errorf("head %s: %w", stream, err)
+	}
 	e, _, err := s.loadHead(ctx, stream, false)
 	switch {
 	case errors.Is(err, errHeadDeleted):
@@ -176,6 +195,9 @@ func (s *Store) Head(ctx context.Context, stream string) (*eventstore.Head, erro
 // is reported too: Heads returns a *eventstore.ChainError for each (joined)
 // once every head has been passed to fn.
 func (s *Store) Heads(ctx context.Context, fn func(eventstore.Head) error) error {
+	if err := s.waitIndexed(ctx); err != nil {
+		return fmt.Errorf("heads: %w", err)
+	}
 	w, err := s.kv.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("heads: %w", backendErr(ctx, err))
@@ -196,7 +218,7 @@ func (s *Store) Heads(ctx context.Context, fn func(eventstore.Head) error) error
 		if e == nil { // every key's last value has been delivered
 			return errors.Join(deleted...)
 		}
-		if e.Key() == repairKey {
+		if e.Key() == indexKey {
 			continue
 		}
 		stream, err := decodeToken(e.Key())

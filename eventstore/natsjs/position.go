@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/textproto"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,52 +18,17 @@ import (
 // codeNoMessage is JetStream's "no message found" (JSNoMessageFoundErr).
 const codeNoMessage = 10037
 
-// walkBack bounds how many messages LastPosition steps back from the end
-// of the stream before it asks the server to search: normally the last
-// message is an event or the id-index message right after one.
-const walkBack = 8
-
 // LastPosition returns the global position of the last event record, 0
 // when there is none. It asks the stream leader, so on a cluster it is not
-// behind anything acknowledged before the call.
+// behind anything acknowledged before the call. The file store finds the
+// last message on a wildcard by walking its subject index: fine once in a
+// while (start-up, audits), not per request.
 func (s *Store) LastPosition(ctx context.Context) (uint64, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	var state jetstream.StreamState
-	err := s.retryUnavailable(ctx, func() error {
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		defer cancel()
-		st, err := s.js.Stream(actx, s.cfg.Stream)
-		if err != nil {
-			return backendErr(ctx, err)
-		}
-		state = st.CachedInfo().State
-		return nil
-	})
+	m, _, err := s.leaderGet(ctx, s.cfg.Stream, directReq{LastFor: s.evAll})
 	if err != nil {
 		return 0, fmt.Errorf("last position: %w", err)
-	}
-	evPrefix := strings.TrimSuffix(s.evAll, ">")
-	for seq := state.LastSeq; seq >= max(state.FirstSeq, 1) && state.LastSeq-seq < walkBack; seq-- {
-		m, ok, err := s.leaderGet(ctx, s.cfg.Stream, directReq{Seq: seq})
-		if err != nil {
-			return 0, fmt.Errorf("last position: %w", err)
-		}
-		if ok && strings.HasPrefix(m.subject, evPrefix) {
-			return m.seq, nil
-		}
-	}
-	if state.LastSeq == 0 {
-		return 0, nil
-	}
-	// The file store finds the last message on a wildcard by walking its
-	// subject index: fine once in a while, not per request.
-	m, ok, err := s.leaderGet(ctx, s.cfg.Stream, directReq{LastFor: s.evAll})
-	if err != nil {
-		return 0, fmt.Errorf("last position: %w", err)
-	}
-	if !ok {
-		return 0, nil
 	}
 	return m.seq, nil
 }

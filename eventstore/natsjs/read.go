@@ -20,17 +20,11 @@ const (
 	readMaxBytes = 16 << 20 // bytes per direct batch get
 )
 
-// Read returns up to limit records of stream from revision from. The first
+// read returns up to limit records of stream from revision from. The first
 // record is found by a binary search over stream sequences (revisions grow
 // with sequence on a subject), the rest by batch direct gets filtered on
 // the stream's subject, which the file store serves from its subject index.
-func (s *Store) Read(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.Record, error) {
-	if err := checkStream(stream); err != nil {
-		return nil, fmt.Errorf("read: %w", err)
-	}
-	if limit <= 0 {
-		return nil, fmt.Errorf("read %s: limit %d: %w", stream, limit, eventstore.ErrInvalid)
-	}
+func (s *Store) read(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.Record, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	subj := s.evSubject(stream)

@@ -8,6 +8,7 @@
 package natsjs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -52,13 +53,11 @@ type Config struct {
 
 	// Set only by tests (export_test.go): a stream that allows deleting
 	// and purging messages, and a shorter duplicate window, so tests can
-	// tamper with it; a store that does not run the index repairer; single
-	// publishes on a replicated stream.
+	// tamper with it; a store that runs no indexer.
 	allowDelete bool
 	dupWindow   time.Duration
 	noRepair    bool
-	forceSingle bool
-	repairEvery time.Duration // how often the repairer saves its checkpoint
+	repairEvery time.Duration // how often the indexer saves its checkpoint
 }
 
 const (
@@ -72,10 +71,16 @@ const (
 	attemptTimeout = 3 * time.Second
 	// headroom above the event bytes for headers (ids, hashes, batch headers).
 	msgHeadroom = 64 << 10
+	// maxBatchMsgs is nats-server's default limit per atomic batch.
+	maxBatchMsgs = 1000
+	// asyncMaxPending bounds the publishes awaiting their acks.
+	asyncMaxPending = 16384
 )
 
-// Store is an eventstore.Store on JetStream.
+// Store is an eventstore.Store on JetStream: the shared append engine
+// over this package's backend.
 type Store struct {
+	*eventstore.Engine
 	cfg     Config
 	log     *slog.Logger
 	ns      *server.Server // nil when external
@@ -84,23 +89,15 @@ type Store struct {
 	js      jetstream.JetStream
 	kv      jetstream.KeyValue // recorded heads
 	evAll   string             // <prefix>.ev.>
-	locks   streamLocks
-	heads   headCache
+	kvs     eventstore.Cache[kvSeq]
 	replies replyMux
 
-	// single: an append of one new event is a plain publish plus its id
-	// index (appendSingle). Only on a single replica, where the server
-	// stages an atomic batch on disk; a replicated stream stages it in
-	// memory, and there the batch's one replicated write beats the two
-	// in a row of a publish and its index.
-	single bool
-
-	commits   chan *commit // appends waiting for a batch
 	stop      chan struct{}
 	workers   sync.WaitGroup
 	closeOnce sync.Once
 
-	indexRepairs   atomic.Uint64 // id-index entries the repairer wrote
+	ix             indexState
+	indexed        atomic.Uint64 // id-index entries the indexer wrote
 	indexConflicts atomic.Uint64 // ids found indexed to another record
 }
 
@@ -126,13 +123,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		cfg:     cfg,
-		log:     log,
-		evAll:   cfg.SubjectPrefix + ".ev.>",
-		heads:   headCache{max: 100_000},
-		single:  cfg.Replicas == 1 || cfg.forceSingle,
-		commits: make(chan *commit, commitQueueLen),
-		stop:    make(chan struct{}),
+		cfg:   cfg,
+		log:   log,
+		evAll: cfg.SubjectPrefix + ".ev.>",
+		stop:  make(chan struct{}),
+		ix:    indexState{wake: make(chan struct{})},
+		kvs:   eventstore.Cache[kvSeq]{Max: 100_000},
 	}
 	var err error
 	if len(cfg.URLs) == 0 {
@@ -148,7 +144,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open natsjs: %w", backendErr(ctx, err))
 	}
-	if s.js, err = jetstream.New(s.nc); err != nil {
+	if s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(asyncMaxPending),
+		// An ack a dying leader never sends fails the publish.
+		jetstream.WithPublishAsyncTimeout(attemptTimeout)); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open natsjs: %w", err)
 	}
@@ -160,15 +158,50 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
-	for range commitWorkers {
-		s.workers.Add(1)
-		go s.commitLoop()
-	}
+	s.Engine = eventstore.NewEngine(backend{s}, eventstore.EngineConfig{
+		AttemptTimeout: attemptTimeout,
+		AppendTimeout:  requestTimeout,
+		MaxBatchEvents: maxBatchMsgs,
+	})
 	if !cfg.noRepair {
-		s.workers.Add(1)
-		go s.repairLoop()
+		if err := s.startIndexer(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// startIndexer runs the indexer. Appends wait until it has passed the
+// events stored before now: one left unindexed by a writer that stopped
+// may be past the duplicate window already.
+func (s *Store) startIndexer(ctx context.Context) error {
+	done, err := s.loadCheckpoint(ctx)
+	if err != nil {
+		return fmt.Errorf("open natsjs: %w", err)
+	}
+	last, err := s.LastPosition(ctx)
+	if err != nil {
+		return fmt.Errorf("open natsjs: %w", err)
+	}
+	s.ix.done = done
+	if last > done {
+		s.ix.pending = []lagMark{{pos: last}}
+	}
+	ictx, cancel := context.WithCancel(context.Background())
+	s.workers.Add(2)
+	go func() {
+		defer s.workers.Done()
+		defer cancel()
+		<-s.stop
+	}()
+	go s.indexLoop(ictx)
+	return nil
+}
+
+// dupWindow is how long the server remembers a message id.
+func (s *Store) dupWindow() time.Duration {
+	return cmp.Or(s.cfg.dupWindow, 10*time.Minute)
 }
 
 func checkConfig(cfg Config) error {
@@ -264,13 +297,9 @@ func (s *Store) connect() error {
 
 func (s *Store) streamConfig() jetstream.StreamConfig {
 	p := s.cfg.SubjectPrefix
-	// Single-event appends rely on the window to refuse an id that is
-	// being written to two streams at once (appendSingle); the id index
-	// covers the time after it.
-	dup := 10 * time.Minute
-	if s.cfg.dupWindow > 0 {
-		dup = s.cfg.dupWindow
-	}
+	// The window refuses an id written again before the indexer has
+	// indexed it (index.go); the id index covers the time after it.
+	dup := s.dupWindow()
 	return jetstream.StreamConfig{
 		Name:        s.cfg.Stream,
 		Description: "Activity History event store",
@@ -322,6 +351,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // subscriptions end with ErrUnavailable.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.Engine != nil {
+			s.Engine.Close()
+		}
 		close(s.stop)
 		if s.nc != nil {
 			s.nc.Close() // fails a batch in flight at once
@@ -354,7 +386,7 @@ func (s *Store) retryUnavailable(ctx context.Context, op func() error) error {
 		if err == nil || !errors.Is(err, eventstore.ErrUnavailable) || ctx.Err() != nil || s.closed() {
 			return err
 		}
-		if eventstore.Sleep(ctx, unavailableBackoff(n)) != nil {
+		if eventstore.Sleep(ctx, eventstore.UnavailableBackoff(n)) != nil {
 			return err
 		}
 	}

@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,7 +23,10 @@ const (
 	hdrType     = "Ah-Type"
 	hdrPrevHash = "Ah-Prev-Hash"
 	hdrHash     = "Ah-Hash"
-	maxTypeLen  = 256
+	// hdrRecordedAt is when the engine sealed the record, so that an
+	// append knows RecordedAt without reading the message back. Messages
+	// written before it existed take the server's timestamp.
+	hdrRecordedAt = "Ah-Recorded-At"
 )
 
 // enc makes any string one subject token: base64url without padding uses
@@ -54,42 +55,6 @@ func decodeToken(tok string) (string, error) {
 	return string(b), err
 }
 
-func checkStream(stream string) error {
-	if len(stream) == 0 || len(stream) > eventstore.MaxStreamNameLen || !utf8.ValidString(stream) {
-		return fmt.Errorf("stream name %q: want 1..%d bytes of UTF-8: %w", stream, eventstore.MaxStreamNameLen, eventstore.ErrInvalid)
-	}
-	return nil
-}
-
-// headerSafe reports whether v survives a NATS header unchanged: no control
-// characters (a newline would end the header) and no surrounding spaces
-// (parsers trim them).
-func headerSafe(v string) bool {
-	if !utf8.ValidString(v) || strings.TrimSpace(v) != v {
-		return false
-	}
-	for _, r := range v {
-		if unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
-}
-
-func checkEvent(ev eventstore.Event) error {
-	switch {
-	case len(ev.ID) == 0 || len(ev.ID) > eventstore.MaxEventIDLen:
-		return fmt.Errorf("event id %q: want 1..%d bytes: %w", ev.ID, eventstore.MaxEventIDLen, eventstore.ErrInvalid)
-	case !headerSafe(ev.ID):
-		return fmt.Errorf("event id %q: control characters or surrounding spaces: %w", ev.ID, eventstore.ErrInvalid)
-	case len(ev.Type) == 0 || len(ev.Type) > maxTypeLen || !headerSafe(ev.Type):
-		return fmt.Errorf("event %s: type %q: want 1..%d bytes without control characters: %w", ev.ID, ev.Type, maxTypeLen, eventstore.ErrInvalid)
-	case len(ev.Data) > eventstore.MaxEventBytes:
-		return fmt.Errorf("event %s: %d bytes > %d: %w", ev.ID, len(ev.Data), eventstore.MaxEventBytes, eventstore.ErrTooLarge)
-	}
-	return nil
-}
-
 // contentSum identifies an event's type and data in its id-index entry, so
 // that a retry can be told from a different event reusing the id.
 func contentSum(ev eventstore.Event) string {
@@ -106,7 +71,7 @@ type idEntry struct {
 	Revision uint64 `json:"revision"`
 	Sum      string `json:"sum"`
 	// Seq is the event's stream sequence. Written apart from its event
-	// (single-event appends, the repairer); 0 in an atomic batch, where
+	// (by the indexer, single-event appends); 0 in an atomic batch, where
 	// the event is the message just before the entry.
 	Seq uint64 `json:"seq,omitempty"`
 }
@@ -161,6 +126,11 @@ func (s *Store) record(m rawMsg) (eventstore.Record, error) {
 	if r.Data == nil {
 		r.Data = []byte{}
 	}
+	if at := m.header.Get(hdrRecordedAt); at != "" {
+		if r.RecordedAt, err = time.Parse(time.RFC3339Nano, at); err != nil {
+			return eventstore.Record{}, fmt.Errorf("message %d: bad %s header: %w", m.seq, hdrRecordedAt, err)
+		}
+	}
 	return r, nil
 }
 
@@ -172,6 +142,7 @@ func eventMsg(subject string, r eventstore.Record) *nats.Msg {
 	m.Header.Set(hdrType, r.Type)
 	m.Header.Set(hdrPrevHash, r.PrevHash)
 	m.Header.Set(hdrHash, r.Hash)
+	m.Header.Set(hdrRecordedAt, r.RecordedAt.Format(time.RFC3339Nano))
 	m.Data = r.Data
 	return m
 }

@@ -39,7 +39,8 @@ func newRig(t *testing.T, tamperable bool) rig {
 	return rig{s: s, js: tam.JS, stream: tam.Stream, tam: tam}
 }
 
-// fill appends n events to stream, one per append, and returns the records.
+// fill appends n events to stream, one per append, and returns the
+// records once their head is recorded (the indexer's, a moment later).
 func (r rig) fill(t *testing.T, stream string, n int) []eventstore.Record {
 	t.Helper()
 	var recs []eventstore.Record
@@ -49,6 +50,9 @@ func (r rig) fill(t *testing.T, stream string, n int) []eventstore.Record {
 			t.Fatal(err)
 		}
 		recs = append(recs, res.Records...)
+	}
+	if h, err := r.s.Head(ctxFor(t), stream); err != nil || h.Revision != recs[n-1].Revision {
+		t.Fatalf("head of %q after filling it: %+v, %v", stream, h, err)
 	}
 	return recs
 }
@@ -232,7 +236,11 @@ func TestTamperDeletedRecords(t *testing.T) {
 	// The newest records, id-index messages included.
 	tail := r.fill(t, "tail", 5)
 	for _, rec := range tail[2:] {
-		for _, seq := range []uint64{rec.Position, rec.Position + 1} {
+		idx, err := r.stream.GetLastMsgForSubject(ctx, r.s.IDSubject(rec.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, seq := range []uint64{rec.Position, idx.Sequence} {
 			if err := r.stream.SecureDeleteMsg(ctx, seq); err != nil {
 				t.Fatal(err)
 			}
@@ -329,6 +337,9 @@ func TestRetryRecordsMissingHead(t *testing.T) {
 	first, err := r.s.Append(ctx, "late", eventstore.NoStream, evs...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if h, err := r.s.Head(ctx, "late"); err != nil || h.Revision != 2 {
+		t.Fatalf("head after the append: %+v, %v", h, err)
 	}
 	// Put the recorded head back to revision 0, as if the write of the
 	// newer head had never happened.

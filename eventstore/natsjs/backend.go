@@ -1,0 +1,390 @@
+package natsjs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"github.com/council/activityhistory/eventstore"
+)
+
+// JetStream error codes a commit reacts to (nats-server errors.json).
+const (
+	codeWrongLastSeq      = 10071 // expected last (subject) sequence did not match
+	codeWrongLastSeqConst = 10164 // same, or another write to the subject is in flight
+	codeDupMsgInBatch     = 10201 // a Nats-Msg-Id of the batch is already recorded
+	codeDupMsgInProcess   = 10158 // a Nats-Msg-Id is being written right now
+	codeBatchIncomplete   = 10176 // batch lost a message, e.g. rejected before commit
+	codeTooManyBatches    = 10210 // too many atomic batches in flight
+	codeMsgTooLarge       = 10054
+	codeBatchTooLarge     = 10199
+)
+
+// maxAttempts bounds retries of an id-index or head write.
+const maxAttempts = 50
+
+// backend is the Store as the engine sees it.
+type backend struct{ s *Store }
+
+func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.Found, error) {
+	return b.s.find(ctx, qs)
+}
+
+func (b backend) Commit(ctx context.Context, batches []*eventstore.Batch) []error {
+	return b.s.commit(ctx, batches)
+}
+
+func (b backend) Read(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.Record, error) {
+	return b.s.read(ctx, stream, from, limit)
+}
+
+func (b backend) Subscribe(ctx context.Context, after uint64, h eventstore.Handler) error {
+	return b.s.subscribe(ctx, after, h)
+}
+
+// find answers the engine's look-ups with one multi-subject direct get:
+// the last message of each stream's subject asked for, and the id-index
+// entry of each id. The event an entry names is read only when it is in
+// the asked stream (a retry): for another stream the entry says enough.
+func (s *Store) find(ctx context.Context, qs []eventstore.Query) ([]eventstore.Found, error) {
+	if err := s.admit(ctx); err != nil {
+		return nil, err
+	}
+	var subjects []string
+	for _, q := range qs {
+		if q.Tail {
+			subjects = append(subjects, s.evSubject(q.Stream))
+		}
+		for _, id := range q.IDs {
+			subjects = append(subjects, s.idSubject(id))
+		}
+	}
+	msgs, _, err := s.directBatch(ctx, directReq{MultiLast: subjects})
+	if err != nil {
+		return nil, err
+	}
+	bySubject := make(map[string]rawMsg, len(msgs))
+	for _, m := range msgs {
+		bySubject[m.subject] = m
+	}
+	out := make([]eventstore.Found, len(qs))
+	for i, q := range qs {
+		f := eventstore.Found{Recorded: map[string]eventstore.Record{}}
+		if m, ok := bySubject[s.evSubject(q.Stream)]; ok && q.Tail {
+			t, err := s.record(m)
+			if err != nil {
+				return nil, &eventstore.ChainError{Stream: q.Stream, Reason: "last record: " + err.Error()}
+			}
+			f.Tail = &t
+		}
+		var mine []eventstore.Record // recorded in this stream: a retry
+		for _, id := range q.IDs {
+			m, ok := bySubject[s.idSubject(id)]
+			if !ok {
+				continue
+			}
+			var e idEntry
+			if err := json.Unmarshal(m.data, &e); err != nil {
+				return nil, fmt.Errorf("id index of %s: %w", id, err)
+			}
+			if e.Stream != q.Stream {
+				f.Recorded[id] = eventstore.Record{ID: id, Stream: e.Stream, Revision: e.Revision}
+				continue
+			}
+			evSeq := e.Seq
+			if evSeq == 0 { // written in an atomic batch, right after its event
+				evSeq = m.seq - 1
+			}
+			rec, err := s.eventAt(ctx, evSeq, id)
+			if err != nil {
+				return nil, err
+			}
+			f.Recorded[id] = rec
+			mine = append(mine, rec)
+		}
+		unindexed, err := s.unindexedTail(ctx, q, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range unindexed {
+			f.Recorded[r.ID] = r
+			mine = append(mine, r)
+		}
+		if err := s.settle(ctx, q.Stream, mine); err != nil {
+			return nil, err
+		}
+		out[i] = f
+	}
+	return out, nil
+}
+
+// unindexedTail finds asked ids that are not indexed yet among the
+// newest records of the stream: an append whose events are the stream's
+// newest, retried before its id-index entries were written.
+func (s *Store) unindexedTail(ctx context.Context, q eventstore.Query, f eventstore.Found) ([]eventstore.Record, error) {
+	if f.Tail == nil || !slices.Contains(q.IDs, f.Tail.ID) {
+		return nil, nil
+	}
+	tail := []eventstore.Record{*f.Tail}
+	if n := uint64(len(q.IDs)); n > 1 {
+		var err error
+		if tail, err = s.read(ctx, q.Stream, f.Tail.Revision+1-min(n, f.Tail.Revision+1), int(n)); err != nil {
+			return nil, err
+		}
+	}
+	var out []eventstore.Record
+	for _, r := range tail {
+		if _, indexed := f.Recorded[r.ID]; indexed || !slices.Contains(q.IDs, r.ID) {
+			continue
+		}
+		if _, err := s.writeIndex(ctx, r); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// settle records the head of a retried append's stream, at least at its
+// newest record: its first attempt may have stopped before recording it.
+func (s *Store) settle(ctx context.Context, stream string, recs []eventstore.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	newest := recs[0]
+	for _, r := range recs[1:] {
+		if r.Revision > newest.Revision {
+			newest = r
+		}
+	}
+	_, _, err := s.recordHead(ctx, stream, head{revision: newest.Revision, hash: newest.Hash, seq: newest.Position}, 0)
+	return err
+}
+
+// eventAt reads the event id stored at seq.
+func (s *Store) eventAt(ctx context.Context, seq uint64, id string) (eventstore.Record, error) {
+	m, ok, err := s.directOne(ctx, directReq{Seq: seq})
+	if err != nil {
+		return eventstore.Record{}, err
+	}
+	if !ok {
+		// A replica behind the leader: look again.
+		return eventstore.Record{}, fmt.Errorf("%w: event %s at %d not found", eventstore.ErrConflict, id, seq)
+	}
+	rec, err := s.record(m)
+	if err != nil || rec.ID != id {
+		return eventstore.Record{}, fmt.Errorf("message %d is not event %s", seq, id)
+	}
+	return rec, nil
+}
+
+// commit writes a batch of one record as a plain publish and the longer
+// ones together as one atomic batch, all at once: the publishes pipelined,
+// one wait for their acks. Each event message carries its id as
+// Nats-Msg-Id and the first of each stream expects its stream's last
+// sequence, so a stream cannot fork and, within the duplicate window, an
+// id cannot be stored twice. Id-index entries and heads are the
+// indexer's (index.go).
+func (s *Store) commit(ctx context.Context, batches []*eventstore.Batch) []error {
+	errs := make([]error, len(batches))
+	futures := make([]jetstream.PubAckFuture, len(batches))
+	var multi []*eventstore.Batch
+	var multiAt []int
+	for i, b := range batches {
+		if len(b.Records) > 1 {
+			multi, multiAt = append(multi, b), append(multiAt, i)
+			continue
+		}
+		m := eventMsg(s.evSubject(b.Stream), b.Records[0])
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(prevSeq(b), 10))
+		if futures[i], errs[i] = s.js.PublishMsgAsync(m); errs[i] != nil {
+			errs[i] = classify(ctx, errs[i])
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for k, err := range s.commitBatches(ctx, multi) {
+			errs[multiAt[k]] = err
+		}
+	})
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case ack := <-f.Ok():
+			errs[i] = s.acked(ctx, batches[i], ack)
+		case err := <-f.Err():
+			errs[i] = classify(ctx, err)
+		case <-ctx.Done():
+			errs[i] = backendErr(ctx, ctx.Err())
+		}
+	}
+	wg.Wait()
+	var last uint64
+	for i, b := range batches {
+		if errs[i] == nil {
+			last = max(last, b.Records[len(b.Records)-1].Position)
+		}
+	}
+	s.committed(last)
+	return errs
+}
+
+func prevSeq(b *eventstore.Batch) uint64 {
+	if b.Prev == nil {
+		return 0
+	}
+	return b.Prev.Position
+}
+
+// acked sets the position of a published record, or finds the record its
+// id names when the server took it for a duplicate.
+func (s *Store) acked(ctx context.Context, b *eventstore.Batch, ack *jetstream.PubAck) error {
+	r := &b.Records[0]
+	if !ack.Duplicate {
+		r.Position = ack.Sequence
+		return nil
+	}
+	orig, err := s.eventAt(ctx, ack.Sequence, r.ID)
+	if err != nil {
+		return err
+	}
+	return &eventstore.TakenError{ID: r.ID, Record: &orig}
+}
+
+// commitBatches writes batches as one atomic batch (the server stages
+// each atomic batch of a single-replica stream on disk, so one costs about
+// what many do). When it is refused, each batch is committed on its own so
+// that each gets its own answer.
+func (s *Store) commitBatches(ctx context.Context, batches []*eventstore.Batch) []error {
+	errs := make([]error, len(batches))
+	if len(batches) == 0 {
+		return errs
+	}
+	var msgs []*nats.Msg
+	for _, b := range batches {
+		for k, r := range b.Records {
+			m := eventMsg(s.evSubject(b.Stream), r)
+			if k == 0 {
+				m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(prevSeq(b), 10))
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	// No ack on the first message: the commit's answer covers the batch.
+	ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil:
+		seq := ack.Sequence - ack.BatchSize + 1
+		for _, b := range batches {
+			for k := range b.Records {
+				b.Records[k].Position = seq
+				seq++
+			}
+		}
+	case len(batches) > 1 && errors.As(err, &apiErr):
+		for k := range batches {
+			errs[k] = s.commitBatches(ctx, batches[k:k+1])[0]
+		}
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == codeDupMsgInBatch:
+		errs[0] = &eventstore.TakenError{}
+	default:
+		for k := range errs {
+			errs[k] = classify(ctx, err)
+		}
+	}
+	return errs
+}
+
+// indexMsg is the id-index message of a stored record, expecting the id's
+// subject to be empty.
+func (s *Store) indexMsg(r eventstore.Record) (*nats.Msg, error) {
+	body, err := json.Marshal(idEntry{Stream: r.Stream, Revision: r.Revision, Sum: contentSum(eventstore.Event{ID: r.ID, Type: r.Type, Data: r.Data}), Seq: r.Position})
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(s.idSubject(r.ID))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+	m.Data = body
+	return m, nil
+}
+
+// writeIndex writes the id-index entry of a stored record, expecting the
+// id's subject to be empty, and reports whether it wrote it. An entry
+// there already for the same record is fine. One for another record means the id was recorded twice, which the
+// duplicate window and the id lookup exist to prevent: it is logged and
+// counted, but not an error, as the record is stored and cannot be taken
+// back.
+func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record) (bool, error) {
+	subj := s.idSubject(rec.ID)
+	sum := contentSum(eventstore.Event{ID: rec.ID, Type: rec.Type, Data: rec.Data})
+	for attempt := 1; ; attempt++ {
+		m, err := s.indexMsg(rec)
+		if err != nil {
+			return false, err
+		}
+		pctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		_, err = s.js.PublishMsg(pctx, m)
+		cancel()
+		if err == nil {
+			return true, nil
+		}
+		if !isWrongLastSeq(err) {
+			return false, fmt.Errorf("index event %s: %w", rec.ID, backendErr(ctx, err))
+		}
+		got, ok, err := s.leaderGet(ctx, s.cfg.Stream, directReq{LastFor: subj})
+		if err != nil {
+			return false, fmt.Errorf("index event %s: %w", rec.ID, err)
+		}
+		if ok {
+			var e idEntry
+			if err := json.Unmarshal(got.data, &e); err != nil {
+				return false, fmt.Errorf("id index of %s: %w", rec.ID, err)
+			}
+			if e.sameEvent(rec, sum) {
+				return false, nil
+			}
+			s.indexConflicts.Add(1)
+			s.log.Error("event id recorded twice: the id index names another record",
+				"id", rec.ID, "stream", rec.Stream, "revision", rec.Revision, "position", rec.Position,
+				"indexed_stream", e.Stream, "indexed_revision", e.Revision, "indexed_position", e.Seq)
+			return false, nil
+		}
+		// Still being written (a clustered write in flight): look again.
+		if attempt == maxAttempts {
+			return false, fmt.Errorf("index event %s: still contended after %d attempts: %w", rec.ID, attempt, eventstore.ErrUnavailable)
+		}
+		if err := eventstore.Sleep(ctx, eventstore.ConflictBackoff(attempt)); err != nil {
+			return false, fmt.Errorf("index event %s: %w", rec.ID, backendErr(ctx, err))
+		}
+	}
+}
+
+// classify sorts a failed commit into ErrConflict (lost a race, server
+// busy: the engine looks again), ErrTooLarge and the rest.
+func classify(ctx context.Context, err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case codeWrongLastSeq, codeWrongLastSeqConst, codeDupMsgInProcess, codeBatchIncomplete, codeTooManyBatches:
+			return fmt.Errorf("%w: %w", eventstore.ErrConflict, err)
+		case codeMsgTooLarge, codeBatchTooLarge:
+			return fmt.Errorf("%w: %w", eventstore.ErrTooLarge, err)
+		}
+	}
+	return backendErr(ctx, err)
+}
+
+// kvSeq is a stream's last head write, remembered so that the next one
+// expects it without reading the key first.
+type kvSeq struct{ seq, revision uint64 }
