@@ -180,7 +180,6 @@ func TestMetricsAtZero(t *testing.T) {
 		`activityhistory_projector_events_skipped_total{reason="unknown_type"} 0`,
 		`activityhistory_projector_events_skipped_total{reason="undecodable"} 0`,
 		`activityhistory_projector_errors_total{op="apply"} 0`,
-		"activityhistory_eventstore_index_repairs_total 0",
 		"activityhistory_eventstore_index_conflicts_total 0",
 	} {
 		if !strings.Contains(b.String(), series+"\n") {
