@@ -4,16 +4,11 @@ package apidocs
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"net/http"
-	"path"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/goccy/go-yaml"
@@ -44,20 +39,6 @@ const (
 	ContentTypeYAML = "application/yaml; charset=utf-8"
 	ContentTypeJSON = "application/json; charset=utf-8"
 )
-
-func uiContentType(name string) (string, bool) {
-	switch path.Ext(name) {
-	case ".html":
-		return "text/html; charset=utf-8", true
-	case ".css":
-		return "text/css; charset=utf-8", true
-	case ".js":
-		return "text/javascript; charset=utf-8", true
-	case ".png":
-		return "image/png", true
-	}
-	return "", false
-}
 
 // YAML returns the OpenAPI document as written (a copy).
 func YAML() []byte { return bytes.Clone(specYAML) }
@@ -94,8 +75,8 @@ func toJSON(y []byte) ([]byte, error) {
 // Everything is read and converted here, once. Links and redirects are
 // relative, so the UI also works behind a path prefix.
 func Mount(r gin.IRoutes) {
-	r.GET("/openapi.yaml", newAsset(specYAML, ContentTypeYAML).handler(""))
-	r.GET("/openapi.json", newAsset(JSON(), ContentTypeJSON).handler(""))
+	r.GET("/openapi.yaml", httpapi.NewStaticFile(specYAML, ContentTypeYAML).Handler(""))
+	r.GET("/openapi.json", httpapi.NewStaticFile(JSON(), ContentTypeJSON).Handler(""))
 
 	ui := uiAssets()
 	r.GET("/swagger", func(c *gin.Context) {
@@ -113,55 +94,15 @@ func Mount(r gin.IRoutes) {
 			httpapi.NotFound(c)
 			return
 		}
-		a.handler(UIContentSecurityPolicy)(c)
+		a.Handler(UIContentSecurityPolicy)(c)
 	})
 }
 
 // uiAssets reads the embedded UI files, keyed by name.
-func uiAssets() map[string]asset {
-	entries, err := fs.ReadDir(uiFiles, "swagger-ui")
+func uiAssets() map[string]httpapi.StaticFile {
+	files, err := httpapi.StaticDir(uiFiles, "swagger-ui")
 	if err != nil {
-		panic(fmt.Sprintf("apidocs: read embedded swagger-ui: %v", err))
+		panic(fmt.Sprintf("apidocs: embedded swagger-ui: %v", err))
 	}
-	out := make(map[string]asset, len(entries))
-	for _, e := range entries {
-		b, err := fs.ReadFile(uiFiles, "swagger-ui/"+e.Name())
-		if err != nil {
-			panic(fmt.Sprintf("apidocs: read embedded %s: %v", e.Name(), err))
-		}
-		ct, ok := uiContentType(e.Name())
-		if !ok {
-			panic(fmt.Sprintf("apidocs: no content type for embedded %s", e.Name()))
-		}
-		out[e.Name()] = newAsset(b, ct)
-	}
-	return out
-}
-
-// asset is one file served from memory, revalidated by ETag.
-type asset struct {
-	body        []byte
-	contentType string
-	etag        string
-}
-
-func newAsset(body []byte, contentType string) asset {
-	sum := sha256.Sum256(body)
-	return asset{body: body, contentType: contentType, etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
-}
-
-// handler serves the asset; csp, when not empty, replaces the API's policy.
-func (a asset) handler(csp string) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		h := c.Writer.Header()
-		if csp != "" {
-			h.Set("Content-Security-Policy", csp)
-		}
-		h.Set("Content-Type", a.contentType)
-		h.Set("X-Content-Type-Options", "nosniff")
-		// The API says no-store; docs may be cached but must be revalidated.
-		h.Set("Cache-Control", "no-cache")
-		h.Set("ETag", a.etag)
-		http.ServeContent(c.Writer, c.Request, "", time.Time{}, bytes.NewReader(a.body))
-	}
+	return files
 }

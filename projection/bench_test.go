@@ -3,10 +3,14 @@ package projection_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/council/activityhistory/activity"
+	"github.com/council/activityhistory/eventstore"
+	"github.com/council/activityhistory/eventstore/natsjs"
 	"github.com/council/activityhistory/projection"
 	"github.com/council/activityhistory/projection/readmodeltest"
 	"github.com/council/activityhistory/projection/redistest"
@@ -82,6 +86,134 @@ func BenchmarkApply(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "activities/s")
 		})
+	}
+}
+
+// BenchmarkCatchUp projects a store of 50,000 recorded activities into an
+// empty Redis read model and reports events/s: one op is one catch-up.
+// "subscribe" is the store's own delivery rate (a handler that does
+// nothing), beside "redis", the projector end to end.
+func BenchmarkCatchUp(b *testing.B) {
+	const n = 50_000
+	store, err := natsjs.Open(context.Background(), natsjs.Config{DataDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	var end uint64
+	for i := 0; i < n; i += eventstore.MaxEventsPerAppend {
+		evs := make([]eventstore.Event, 0, eventstore.MaxEventsPerAppend)
+		target := fmt.Sprintf("target-%d", i/eventstore.MaxEventsPerAppend%50)
+		for k := i; k < i+eventstore.MaxEventsPerAppend; k++ {
+			a := readmodeltest.Activity(target, k, base.Add(time.Duration(k)*time.Second))
+			data, _ := activity.EncodeEvent(a)
+			evs = append(evs, eventstore.Event{ID: a.ID, Type: activity.EventRecorded, Data: data})
+		}
+		res, err := store.Append(context.Background(), target, eventstore.Any, evs...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		end = res.Position()
+	}
+	b.Run("subscribe", func(b *testing.B) {
+		for b.Loop() {
+			ctx, cancel := context.WithCancel(context.Background())
+			_ = store.Subscribe(ctx, 0, func(_ context.Context, recs []eventstore.Record) error {
+				if recs[len(recs)-1].Position >= end {
+					cancel()
+				}
+				return nil
+			})
+			cancel()
+		}
+		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
+	})
+	b.Run("redis", func(b *testing.B) { benchCatchUp(b, store, n, end) })
+}
+
+func benchCatchUp(b *testing.B, store eventstore.Store, n int, end uint64) {
+	for b.Loop() {
+		b.StopTimer()
+		c, prefix := redistest.Client(b)
+		model := projection.NewRedis(c, prefix)
+		p := projection.NewProjector(store, model, projection.ProjectorOptions{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		b.StartTimer()
+		go func() { defer close(done); _ = p.Run(ctx) }()
+		if err := p.WaitFor(context.Background(), end); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		cancel()
+		<-done
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkLag writes single activities at a steady 5,000/s for 5 s and
+// reports the lag from an append's return to the read model (as a reader
+// sharing the Redis learns it) having applied it: p50 and p99.
+func BenchmarkLag(b *testing.B) {
+	const rate, dur = 5000, 5 * time.Second
+	store, err := natsjs.Open(context.Background(), natsjs.Config{DataDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	c, prefix := redistest.Client(b)
+	model := projection.NewRedis(c, prefix)
+	reader := projection.NewRedis(c, prefix)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := projection.NewProjector(store, model, projection.ProjectorOptions{Lease: projection.NewRedisLease(model, 0, "", nil)})
+	go func() { _ = p.Run(ctx) }()
+	go func() { _ = reader.Follow(ctx) }()
+	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	for b.Loop() {
+		var mu sync.Mutex
+		var lags []time.Duration
+		var wg sync.WaitGroup
+		tick := time.NewTicker(time.Second / rate * 16)
+		stop := time.After(dur)
+		k := 0
+	loop:
+		for {
+			select {
+			case <-stop:
+				break loop
+			case <-tick.C:
+			}
+			for range 16 { // 16 writers' worth per tick
+				k++
+				n := k
+				wg.Go(func() {
+					a := readmodeltest.Activity(fmt.Sprintf("lag-%d", n%1000), n, base.Add(time.Duration(n)*time.Millisecond))
+					data, _ := activity.EncodeEvent(a)
+					res, err := store.Append(ctx, a.TargetID, eventstore.Any, eventstore.Event{ID: a.ID, Type: activity.EventRecorded, Data: data})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					start := time.Now()
+					if err := reader.WaitFor(ctx, res.Position()); err != nil {
+						b.Error(err)
+						return
+					}
+					mu.Lock()
+					lags = append(lags, time.Since(start))
+					mu.Unlock()
+				})
+			}
+		}
+		tick.Stop()
+		wg.Wait()
+		slices.Sort(lags)
+		b.ReportMetric(float64(len(lags))/dur.Seconds(), "writes/s")
+		b.ReportMetric(float64(lags[len(lags)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(lags[len(lags)*99/100].Microseconds())/1000, "p99-ms")
 	}
 }
 

@@ -5,37 +5,51 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/council/activityhistory/activity"
 )
 
-// Redis is the read model in Redis (single node or cluster). Key layout,
-// all under the prefix given to NewRedis:
+// Redis is the read model in Redis (single node or cluster). Key layout of
+// one generation of the read model, under its data prefix (the prefix
+// given to NewRedis for the first generation, "<prefix>g<n>:" for the n-th
+// rebuilt one; see generation.go for the keys that say which is current):
 //
 //	{<target>}:idx  ZSET, every score 0, member activity.SortKey()
 //	                ("<fixed-width createdAt>|<id>"), so lexicographic order
 //	                is the (createdAt, id) order of the history
 //	{<target>}:doc  HASH activity id → API JSON of the activity
 //	id:<id>         STRING → target id, for lookups by id
-//	checkpoint      STRING → position of the last applied batch
 //
 // <target> is the target id escaped by tagTarget so that it can never end
 // the hash tag early: both keys of a target always hash to the same slot,
 // which makes a page one script call on a cluster too.
 type Redis struct {
-	c      redis.UniversalClient
-	prefix string
+	c       redis.UniversalClient
+	prefix  string
+	cluster bool // data and checkpoint cannot share a script
+	meta    metaKeys
+
+	// seen is the generation readers use and its applied position, as
+	// last learnt from Redis; see Follow and WaitFor.
+	seen    atomic.Pointer[seenState]
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced whenever seen moves
 }
 
 // NewRedis returns the read model stored in c under prefix (for example
 // "ah:"). The prefix must not contain '{' or '}', which would move the
-// hash tag.
+// hash tag. Readers use the generation found by Refresh (or Follow); until
+// then the first one.
 func NewRedis(c redis.UniversalClient, prefix string) *Redis {
-	return &Redis{c: c, prefix: prefix}
+	_, cluster := c.(*redis.ClusterClient)
+	r := &Redis{c: c, prefix: prefix, cluster: cluster, meta: newMetaKeys(prefix), changed: make(chan struct{})}
+	r.seen.Store(&seenState{data: prefix})
+	return r
 }
 
 var (
@@ -139,71 +153,6 @@ if got < limit and not exhausted and last then scannedTo = last end
 return {found, out, scannedTo, scanned}
 `)
 
-// checkpointScript moves the checkpoint forward only. Positions are
-// decimal strings without leading zeros, compared by length then bytes so
-// that no precision is lost to Lua's doubles.
-var checkpointScript = redis.NewScript(`
-local cur = redis.call('GET', KEYS[1])
-local new = ARGV[1]
-if cur and (#cur > #new or (#cur == #new and cur >= new)) then
-  return cur
-end
-redis.call('SET', KEYS[1], new)
-return new
-`)
-
-// Apply writes the batch with one pipeline, then moves the checkpoint.
-//
-// Crash safety: every data command is idempotent (HSET of the same
-// document, ZADD of the same member, SET of the same target id), so a
-// batch applied again after a crash or a failed Exec leaves the same state.
-// The checkpoint is written only after every data command succeeded: on a
-// cluster a pipeline fans out to the nodes in parallel, so putting the
-// checkpoint in the same pipeline would not order it after the data. The
-// worst a crash can do is make the projector apply the batch once more.
-//
-// Within a target the document is written before its index member, so a
-// concurrent page never meets a member whose document is missing.
-func (r *Redis) Apply(ctx context.Context, position uint64, acts []activity.Activity) error {
-	if len(acts) > 0 {
-		pipe := r.c.Pipeline()
-		for _, a := range acts {
-			doc, err := a.MarshalJSON() // the bytes of json.Marshal(a), one pass fewer
-			if err != nil {
-				return fmt.Errorf("apply %s: %w", a.ID, err)
-			}
-			tag := r.targetKey(a.TargetID)
-			pipe.HSet(ctx, tag+":doc", a.ID, doc)
-			pipe.ZAdd(ctx, tag+":idx", redis.Z{Score: 0, Member: a.SortKey()})
-			pipe.Set(ctx, r.idKey(a.ID), a.TargetID, 0)
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return fmt.Errorf("apply batch up to %d: %w", position, err)
-		}
-	}
-	pos := strconv.FormatUint(position, 10)
-	if err := checkpointScript.Run(ctx, r.c, []string{r.prefix + "checkpoint"}, pos).Err(); err != nil {
-		return fmt.Errorf("set checkpoint %d: %w", position, err)
-	}
-	return nil
-}
-
-// Checkpoint returns the position of the last applied batch, 0 when none.
-func (r *Redis) Checkpoint(ctx context.Context) (uint64, error) {
-	s, err := r.c.Get(ctx, r.prefix+"checkpoint").Result()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("get checkpoint: %w", err)
-	}
-	p, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse checkpoint %q: %w", s, err)
-	}
-	return p, nil
-}
-
 // Page returns one page of targetID's history with one script call.
 func (r *Redis) Page(ctx context.Context, targetID string, q activity.PageQuery) (activity.Page, error) {
 	tag := r.targetKey(targetID)
@@ -298,15 +247,25 @@ func (r *Redis) Ping(ctx context.Context) error {
 	return nil
 }
 
-// targetKey is "<prefix>{<escaped target>}", the stem of a target's keys.
+// targetKey is "<data prefix>{<escaped target>}", the stem of a target's
+// keys in the generation readers use.
 func (r *Redis) targetKey(targetID string) string {
-	return r.prefix + "{" + tagTarget(targetID) + "}"
+	return targetKey(r.seen.Load().data, targetID)
+}
+
+// idKey is the id key of the generation readers use.
+func (r *Redis) idKey(id string) string {
+	return idKey(r.seen.Load().data, id)
+}
+
+func targetKey(data, targetID string) string {
+	return data + "{" + tagTarget(targetID) + "}"
 }
 
 // idKey needs no escaping: it is read alone, so a brace in an id only
 // changes which slot it lives in.
-func (r *Redis) idKey(id string) string {
-	return r.prefix + "id:" + id
+func idKey(data, id string) string {
+	return data + "id:" + id
 }
 
 // tagTarget escapes a target id for use inside a hash tag. Redis hashes

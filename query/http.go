@@ -56,6 +56,7 @@ func NewEngine(svc *Service, deps EngineDeps) *Engine {
 	e.UnescapePathValues = false
 	h := handlers{svc: svc}
 	api := e.Group(APIPath, deps.Middleware...)
+	api.Use(h.await)
 	api.GET("", h.history)
 	api.GET("/:id", h.get)
 	return &Engine{FoldedEngine: httpapi.Fold(e)}
@@ -175,6 +176,46 @@ func (h handlers) get(c *gin.Context) {
 	c.Data(http.StatusOK, jsonContentType, doc)
 }
 
+// MinPositionHeader asks a read to wait until the read model has applied
+// the position, as the minPosition parameter does.
+const MinPositionHeader = "X-Min-Position"
+
+// await holds a read until the read model has applied what it needs: the
+// position the client asked for (header or parameter; the higher counts)
+// and what the store held at start.
+func (h handlers) await(c *gin.Context) {
+	start := time.Now()
+	var want uint64
+	bad := map[string][]string{}
+	if v := c.GetHeader(MinPositionHeader); v != "" {
+		n, err := ParsePosition(v)
+		if err != nil {
+			bad[MinPositionHeader] = []string{err.Error()}
+		}
+		want = n
+	}
+	switch v, ok := param(c.Request.URL.Query(), "minPosition"); {
+	case !ok:
+		bad["minPosition"] = []string{"must be given once"}
+	case v != "":
+		n, err := ParsePosition(v)
+		if err != nil {
+			bad["minPosition"] = []string{err.Error()}
+		}
+		want = max(want, n)
+	}
+	if len(bad) > 0 {
+		h.fail(c, &activity.ValidationError{Fields: bad})
+		return
+	}
+	if err := h.svc.Await(c.Request.Context(), want); err != nil {
+		h.logQuery(c, start, []slog.Attr{slog.String("query", "await"), slog.Uint64("minPosition", want)}, err)
+		h.fail(c, err)
+		return
+	}
+	c.Next()
+}
+
 // Fail answers err the way every query-side route does: 400 with the
 // fields of a *activity.ValidationError, 404 for ErrNotFound, else 500.
 func Fail(c *gin.Context, err error) { handlers{}.fail(c, err) }
@@ -191,13 +232,15 @@ func (h handlers) fail(c *gin.Context, err error) {
 			msg = "no activity with this id"
 		}
 		httpapi.Error(c, http.StatusNotFound, msg, nil)
+	case errors.Is(err, ErrBehind):
+		httpapi.Unavailable(c, err)
 	default:
 		httpapi.Internal(c, err)
 	}
 }
 
 // Outcome names how a read ended, for logs and metrics: ok, invalid,
-// notFound or error.
+// notFound, behind (the read model has not caught up) or error.
 func Outcome(err error) string {
 	var bad *activity.ValidationError
 	switch {
@@ -207,6 +250,8 @@ func Outcome(err error) string {
 		return "invalid"
 	case errors.Is(err, ErrNotFound):
 		return "notFound"
+	case errors.Is(err, ErrBehind):
+		return "behind"
 	default:
 		return "error"
 	}

@@ -43,6 +43,16 @@ type Options struct {
 	DefaultPageSize int
 	// MaxPageSize is the largest page a client may ask for (1000 when zero).
 	MaxPageSize int
+	// Applied tells how far the read model has applied the event store;
+	// nil turns read-your-writes and the start gate off.
+	Applied Waiter
+	// StartPosition, when set, gives the event store's position as of
+	// start: history and by-id reads answer ErrBehind until the read model
+	// has applied it, rather than a partial history or a false not-found.
+	StartPosition func(ctx context.Context) (uint64, error)
+	// ReadWaitMax bounds how long a read waits for the read model
+	// (DefaultReadWaitMax when zero).
+	ReadWaitMax time.Duration
 	// SlowQuery is the duration above which a read is logged at warn
 	// (DefaultSlowQuery when zero).
 	SlowQuery time.Duration
@@ -58,6 +68,7 @@ type Service struct {
 	v               *activity.Validator
 	defaultPageSize int
 	maxPageSize     int
+	progress        *progress
 	slowQuery       time.Duration
 }
 
@@ -72,7 +83,8 @@ func New(r Reader, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("query: %w", err)
 	}
 	s := &Service{r: r, cursors: cs, v: opts.Validator,
-		defaultPageSize: opts.DefaultPageSize, maxPageSize: opts.MaxPageSize, slowQuery: opts.SlowQuery}
+		defaultPageSize: opts.DefaultPageSize, maxPageSize: opts.MaxPageSize, slowQuery: opts.SlowQuery,
+		progress: newProgress(opts)}
 	if s.slowQuery <= 0 {
 		s.slowQuery = DefaultSlowQuery
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,13 +18,32 @@ import (
 // devGroup is the group of development mode's generated token.
 const devGroup = "activity-history-dev"
 
+// devTokens mints development mode's tokens.
+type devTokens struct {
+	secret []byte
+	// pageGroups are the groups of the timeline page's token: it reads and audits.
+	pageGroups []string
+}
+
+// pageToken is a token for the timeline page, valid one hour.
+func (d *devTokens) pageToken() (string, time.Time, error) {
+	const ttl = time.Hour
+	now := time.Now()
+	tok, err := auth.Mint(d.secret, auth.MintClaims{
+		Subject: "developer", Name: "Developer", Email: "developer@example.org", Groups: d.pageGroups, TTL: ttl,
+	}, now)
+	return tok, now.Add(ttl), err
+}
+
 // newAuthenticator builds the authenticator from the configuration. With
 // nothing configured it refuses to start, unless development mode is asked
-// for: then it generates a secret under the data dir and prints a token.
-func newAuthenticator(cfg config, log *slog.Logger, stdout io.Writer) (*auth.Authenticator, error) {
+// for: then it generates a secret under the data dir and prints a token,
+// and returns what mints more (nil otherwise).
+func newAuthenticator(cfg config, log *slog.Logger, stdout io.Writer) (*auth.Authenticator, *devTokens, error) {
 	if cfg.AuthDisabled {
 		log.Warn("AUTHENTICATION IS DISABLED (AUTH_DISABLED=true): anyone who can reach this service can read and write history")
-		return auth.New(auth.Config{Disabled: true})
+		a, err := auth.New(auth.Config{Disabled: true})
+		return a, nil, err
 	}
 	ac := auth.Config{
 		ReadGroups:      cfg.AuthReadGroups,
@@ -46,19 +66,19 @@ func newAuthenticator(cfg config, log *slog.Logger, stdout io.Writer) (*auth.Aut
 	if cfg.AuthPublicKeys != "" {
 		pem, err := os.ReadFile(cfg.AuthPublicKeys)
 		if err != nil {
-			return nil, fmt.Errorf("AUTH_JWT_PUBLIC_KEYS: %w", err)
+			return nil, nil, fmt.Errorf("AUTH_JWT_PUBLIC_KEYS: %w", err)
 		}
 		ac.PublicKeysPEM = pem
 	}
 	dev := ac.HMACSecret == nil && ac.PublicKeysPEM == nil && len(ac.JWKSURLs) == 0
 	if dev && !cfg.AuthDev {
-		return nil, errors.New("no authentication configured: set AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEYS and/or AUTH_JWKS_URL with AUTH_READ_GROUPS/AUTH_WRITE_GROUPS, " +
+		return nil, nil, errors.New("no authentication configured: set AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEYS and/or AUTH_JWKS_URL with AUTH_READ_GROUPS/AUTH_WRITE_GROUPS, " +
 			"or --dev-auth (AUTH_DEV=true) for a development token, or AUTH_DISABLED=true to run without authentication")
 	}
 	if dev {
 		secret, err := persistedSecret(filepath.Join(cfg.DataDir, "dev-jwt.key"))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ac.HMACSecret = secret
 		for _, g := range []*[]string{&ac.ReadGroups, &ac.WriteGroups, &ac.AuditGroups} {
@@ -75,11 +95,11 @@ func newAuthenticator(cfg config, log *slog.Logger, stdout io.Writer) (*auth.Aut
 		missing = append(missing, "AUTH_WRITE_GROUPS (nobody could record activities)")
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("auth: set %s", strings.Join(missing, " and "))
+		return nil, nil, fmt.Errorf("auth: set %s", strings.Join(missing, " and "))
 	}
 	a, err := auth.New(ac)
 	if err != nil {
-		return nil, fmt.Errorf("auth: %w", err)
+		return nil, nil, fmt.Errorf("auth: %w", err)
 	}
 	if kids := a.KeyIDs(); len(kids) > 0 {
 		log.Info("auth: public keys loaded", "kids", kids)
@@ -103,11 +123,15 @@ func newAuthenticator(cfg config, log *slog.Logger, stdout io.Writer) (*auth.Aut
 			Groups: []string{devGroup}, TTL: 12 * time.Hour,
 		}, time.Now())
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		printDevBanner(stdout, cfg.HTTPAddr, tok)
 	}
-	return a, nil
+	if !dev {
+		return a, nil, nil
+	}
+	groups := append(slices.Clone(ac.ReadGroups), ac.AuditGroups...)
+	return a, &devTokens{secret: ac.HMACSecret, pageGroups: slices.Compact(slices.Sorted(slices.Values(groups)))}, nil
 }
 
 func ageNote(maxAge time.Duration) string {

@@ -15,23 +15,25 @@ import (
 
 // config is everything serve needs, from flags or the environment.
 type config struct {
-	Roles            []string
-	HTTPAddr         string
-	DataDir          string
-	EventStoreURL    string
-	EventStoreRepl   int
-	EventStoreSync   string
-	RedisURL         string
-	RedisPrefix      string
-	RedisCluster     bool
-	TargetIDFormat   string
-	ExtraTargetTypes []string
-	CursorSecret     string
-	LogLevel         string
-	LogFormat        string
-	ShutdownTimeout  time.Duration
-	DepTimeout       time.Duration
-	SlowQueryMS      int
+	Roles             []string
+	HTTPAddr          string
+	DataDir           string
+	EventStoreURL     string
+	EventStoreRepl    int
+	EventStoreSync    string
+	RedisURL          string
+	RedisPrefix       string
+	RedisCluster      bool
+	TargetIDFormat    string
+	ExtraTargetTypes  []string
+	CursorSecret      string
+	LogLevel          string
+	LogFormat         string
+	ShutdownTimeout   time.Duration
+	DepTimeout        time.Duration
+	SlowQueryMS       int
+	ReadWaitMax       time.Duration
+	ProjectorLeaseTTL time.Duration
 
 	AuthDisabled      bool
 	AuthDev           bool
@@ -189,6 +191,8 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.integer(&c.SlowQueryMS, "slow-query-ms", "SLOW_QUERY_MS", 200, "reads slower than this many milliseconds are logged at warn")
 	e.duration(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 15*time.Second, "how long to drain requests on SIGTERM")
 	e.duration(&c.DepTimeout, "dependency-timeout", "DEPENDENCY_TIMEOUT", guard.DefaultTimeout, "deadline of each event store and read model call of a request; past it the request answers 503 with Retry-After")
+	e.duration(&c.ReadWaitMax, "read-wait-max", "READ_WAIT_MAX", 2*time.Second, "how long a read waits for the read model to apply minPosition (or the store's position as of start) before answering 503")
+	e.duration(&c.ProjectorLeaseTTL, "projector-lease-ttl", "PROJECTOR_LEASE_TTL", 10*time.Second, "with Redis, one projector applies at a time; a standby takes over within this time of its death")
 	e.boolean(&c.AuthDisabled, "auth-disabled", "AUTH_DISABLED", false, "turn authentication off (logs a warning at every start)")
 	e.boolean(&c.AuthDev, "dev-auth", "AUTH_DEV", false, "development auth when none is configured: generate a secret under the data dir and print a token")
 	e.str(&c.AuthJWTSecret, "auth-jwt-secret", "AUTH_JWT_SECRET", "", "HS256 shared secret of user tokens (32+ bytes)")
@@ -249,6 +253,12 @@ func (c *config) check() error {
 	}
 	if c.SlowQueryMS < 1 {
 		errs = append(errs, fmt.Errorf("SLOW_QUERY_MS=%d: want a positive number of milliseconds", c.SlowQueryMS))
+	}
+	if c.ReadWaitMax <= 0 {
+		errs = append(errs, fmt.Errorf("READ_WAIT_MAX=%v: want a positive duration", c.ReadWaitMax))
+	}
+	if c.ProjectorLeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("PROJECTOR_LEASE_TTL=%v: want at least 1s", c.ProjectorLeaseTTL))
 	}
 	if c.CursorSecret != "" && len(c.CursorSecret) < 32 {
 		errs = append(errs, errors.New("CURSOR_SECRET: must be at least 32 bytes"))

@@ -42,6 +42,7 @@ Usage:
                                    (--url: through the HTTP API, recomputing every hash here)
   activityhistory replay [flags]   print a stream's records through the HTTP API
   activityhistory load   [flags]   drive a running service with writers and readers; report throughput and latency
+  activityhistory rebuild [flags]  rebuild the Redis read model as a new generation while the service serves, then switch to it
   activityhistory dlq list|replay  list or re-drive dead-lettered entity events
   activityhistory help             this text
 
@@ -72,6 +73,8 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 		return replay(ctx, args[1:], getenv, stdout, stderr)
 	case "load":
 		return load(ctx, args[1:], getenv, stdout, stderr)
+	case "rebuild":
+		return rebuild(ctx, args[1:], getenv, stderr)
 	case "dlq":
 		return dlq(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":

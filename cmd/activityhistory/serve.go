@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/council/activityhistory/httpapi"
 	"github.com/council/activityhistory/projection"
 	"github.com/council/activityhistory/query"
+	"github.com/council/activityhistory/ui"
 )
 
 // httpWriteTimeout bounds writing a response; DEPENDENCY_TIMEOUT stays
@@ -82,7 +84,9 @@ type app struct {
 	log       *slog.Logger
 	store     store
 	model     readModel
+	redis     *projection.Redis // the model when it is Redis
 	projector *projection.Projector
+	query     *query.Service
 	ingest    *ingest.Consumer // nil unless INGEST_ENABLED
 	handler   http.Handler
 	engines   []*gin.Engine
@@ -131,18 +135,25 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		if cfg.RedisURL == "" && cfg.has("query") != cfg.has("projector") {
 			return nil, errors.New("the in-memory read model needs the query and projector roles in one process; set REDIS_URL to split them")
 		}
-		if a.model, err = openReadModel(ctx, cfg, a); err != nil {
+		if a.model, a.redis, err = openReadModel(ctx, cfg, a); err != nil {
 			return nil, err
 		}
 		checks = append(checks, check{name: "ReadModel", description: modelDescription(cfg), ping: a.model.Ping})
 	}
+	head, _ := a.store.(projection.HeadReader)
 	if cfg.has("projector") {
-		a.projector = projection.NewProjector(a.store, a.model, projection.ProjectorOptions{Logger: log, Registerer: reg})
+		popts := projection.ProjectorOptions{Logger: log, Registerer: reg, Head: head}
+		if a.redis != nil {
+			// Any number of projectors may share one Redis; one applies.
+			popts.Lease = projection.NewRedisLease(a.redis, cfg.ProjectorLeaseTTL, leaseHolder(cfg), log)
+		}
+		a.projector = projection.NewProjector(a.store, a.model, popts)
 	}
 
 	var authn *auth.Authenticator
+	var dev *devTokens
 	if cfg.has("command") || cfg.has("query") {
-		if authn, err = newAuthenticator(cfg, log, stdout); err != nil {
+		if authn, dev, err = newAuthenticator(cfg, log, stdout); err != nil {
 			return nil, err
 		}
 		a.closers = append(a.closers, authn.Close)
@@ -183,11 +194,22 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 			return nil, err
 		}
 		modelGuard := guard.New(guard.Options{Name: "read model", Timeout: cfg.DepTimeout, Logger: log})
-		svc, err := query.New(guardedReader{r: a.model, g: modelGuard}, query.Options{Validator: validator, CursorSecret: secret,
-			SlowQuery: time.Duration(cfg.SlowQueryMS) * time.Millisecond})
+		qopts := query.Options{Validator: validator, CursorSecret: secret, ReadWaitMax: cfg.ReadWaitMax,
+			SlowQuery: time.Duration(cfg.SlowQueryMS) * time.Millisecond}
+		switch {
+		case a.redis != nil:
+			qopts.Applied = a.redis
+		case a.projector != nil:
+			qopts.Applied = a.projector
+		}
+		if head != nil {
+			qopts.StartPosition = head.LastPosition
+		}
+		svc, err := query.New(guardedReader{r: a.model, g: modelGuard}, qopts)
 		if err != nil {
 			return nil, err
 		}
+		a.query = svc
 		e := query.NewEngine(svc, query.EngineDeps{
 			Logger:     log,
 			Metrics:    metrics,
@@ -198,6 +220,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		}
 		o.mount(e)
 		apidocs.Mount(e)
+		ui.Mount(e, pageOptions(cfg, dev))
 		queryEngine = e
 		a.engines = append(a.engines, e.FoldedEngine.Engine)
 	}
@@ -210,6 +233,17 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	}
 	a.handler = httpapi.CORS(cfg.CORSAllowedOrigin, cfg.CORSAllowedHeader, splitByMethod(queryEngine, cmdEngine))
 	return a, nil
+}
+
+// pageOptions say how the timeline page authenticates.
+func pageOptions(cfg config, dev *devTokens) ui.Options {
+	switch {
+	case cfg.AuthDisabled:
+		return ui.Options{Auth: ui.AuthDisabled}
+	case dev != nil:
+		return ui.Options{Auth: ui.AuthDev, DevToken: dev.pageToken}
+	}
+	return ui.Options{Auth: ui.AuthBearer}
 }
 
 // mountAudit adds replay, verify and export to the query engine when the
@@ -254,6 +288,19 @@ func mountAudit(e *query.Engine, a *app, cfg config, v *activity.Validator, secr
 		Registerer: reg,
 	})
 	return nil
+}
+
+// leaseHolder names this process in the projector lease: its host and data
+// directory, which no two running processes share. A process restarted
+// after a crash is the same holder, so it takes its lease straight back
+// instead of waiting out its dead predecessor's TTL.
+func leaseHolder(cfg config) string {
+	host, _ := os.Hostname()
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		dir = cfg.DataDir
+	}
+	return host + ":" + dir
 }
 
 // splitByMethod serves the all-in-one mode from one address: reads go to
@@ -322,16 +369,27 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (store, error)
 	}
 }
 
-func openReadModel(ctx context.Context, cfg config, a *app) (readModel, error) {
+func openReadModel(ctx context.Context, cfg config, a *app) (readModel, *projection.Redis, error) {
 	if cfg.RedisURL == "" {
 		a.log.Info("read model: in memory, rebuilt from the event store")
-		return projection.NewMemory(), nil
+		return projection.NewMemory(), nil, nil
 	}
+	r, closeRedis, err := openRedis(ctx, cfg, a.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.closers = append(a.closers, closeRedis)
+	return r, r, nil
+}
+
+// openRedis connects to the Redis read model and learns which generation
+// of it readers use.
+func openRedis(ctx context.Context, cfg config, log *slog.Logger) (*projection.Redis, func() error, error) {
 	var c redis.UniversalClient
 	if cfg.RedisCluster {
 		opts, err := redis.ParseClusterURL(cfg.RedisURL)
 		if err != nil {
-			return nil, fmt.Errorf("REDIS_URL: %w", err)
+			return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
 		// Calls end at their context's deadline, not at the client's
 		// read timeout (and its retries) much later.
@@ -340,19 +398,24 @@ func openReadModel(ctx context.Context, cfg config, a *app) (readModel, error) {
 	} else {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
-			return nil, fmt.Errorf("REDIS_URL: %w", err)
+			return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
 		opts.ContextTimeoutEnabled = true
 		c = redis.NewClient(opts)
 	}
-	a.closers = append(a.closers, c.Close)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := c.Ping(pctx).Err(); err != nil {
-		return nil, fmt.Errorf("redis at %s: %w", redactURL(cfg.RedisURL), err)
+		c.Close()
+		return nil, nil, fmt.Errorf("redis at %s: %w", redactURL(cfg.RedisURL), err)
 	}
-	a.log.Info("read model: Redis", "url", redactURL(cfg.RedisURL), "prefix", cfg.RedisPrefix)
-	return projection.NewRedis(c, cfg.RedisPrefix), nil
+	r := projection.NewRedis(c, cfg.RedisPrefix)
+	if err := r.Refresh(pctx); err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("redis at %s: %w", redactURL(cfg.RedisURL), err)
+	}
+	log.Info("read model: Redis", "url", redactURL(cfg.RedisURL), "prefix", cfg.RedisPrefix, "cluster", cfg.RedisCluster)
+	return r, c.Close, nil
 }
 
 func storeDescription(cfg config) string {
@@ -430,12 +493,26 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 		done := a.runIngest(ctx, errc)
 		defer func() { <-done }()
 	}
+	// Background parts end before run returns, so that the projector gives
+	// its lease up while Redis is still open.
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	if a.redis != nil && a.query != nil {
+		bg.Go(func() { _ = a.redis.Follow(ctx) })
+	}
+	if a.projector != nil && a.redis != nil {
+		// `activityhistory rebuild` without a store of its own asks here.
+		head, _ := a.store.(projection.HeadReader)
+		bg.Go(func() {
+			a.redis.ServeRebuilds(ctx, a.store, projection.RebuildOptions{Logger: a.log, Head: head, LeaseTTL: a.cfg.ProjectorLeaseTTL})
+		})
+	}
 	if a.projector != nil {
-		go func() {
+		bg.Go(func() {
 			if err := a.projector.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				errc <- fmt.Errorf("projector: %w", err)
 			}
-		}()
+		})
 	}
 	srv := &http.Server{
 		Handler:           a.handler,
@@ -471,19 +548,19 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 }
 
 // becomeReady flips readiness once the read model has caught up with what
-// the store held at start, so a new replica never serves a partial history.
+// the store held at start (the gate reads pass too), so a new replica
+// never serves a partial history.
 func (a *app) becomeReady(ctx context.Context) {
-	if a.projector != nil {
-		if p, ok := a.store.(interface {
-			LastPosition(ctx context.Context) (uint64, error)
-		}); ok {
-			pos, err := p.LastPosition(ctx)
-			if err != nil {
-				a.log.Warn("read store position", "err", err)
-			} else if err := a.projector.WaitFor(ctx, pos); err != nil {
+	if a.query != nil {
+		for {
+			err := a.query.Await(ctx, 0)
+			if err == nil {
+				a.log.Info("read model caught up")
+				break
+			}
+			if eventstore.Sleep(ctx, 100*time.Millisecond) != nil {
 				return
 			}
-			a.log.Info("read model caught up", "position", pos)
 		}
 	}
 	a.ready.Store(true)

@@ -68,16 +68,17 @@ func baseEnv(dataDir string) map[string]string {
 }
 
 // start runs serve with env until the test ends or stop is called, and
-// waits for it to be ready.
+// waits until it is ready.
 func start(t *testing.T, env map[string]string, args ...string) *service {
 	t.Helper()
-	s := startServing(t, env, args...)
+	s := launch(t, env, args...)
 	s.waitReady(t)
 	return s
 }
 
-// startServing runs serve with env until the test ends or stop is called.
-func startServing(t *testing.T, env map[string]string, args ...string) *service {
+// launch runs serve with env until the test ends or stop is called; it
+// does not wait for readiness.
+func launch(t *testing.T, env map[string]string, args ...string) *service {
 	t.Helper()
 	getenv := func(k string) string { return env[k] }
 	logs, stdout := &syncBuffer{}, &syncBuffer{}
@@ -147,7 +148,13 @@ func checkFor(t *testing.T, d time.Duration, f func() error) {
 
 func mint(t *testing.T, groups ...string) string {
 	t.Helper()
-	tok, err := auth.Mint([]byte(testSecret), auth.MintClaims{
+	return mintWith(t, []byte(testSecret), groups...)
+}
+
+// mintWith mints a token signed with secret, valid one hour.
+func mintWith(t *testing.T, secret []byte, groups ...string) string {
+	t.Helper()
+	tok, err := auth.Mint(secret, auth.MintClaims{
 		Subject: "tester", Name: "Test Writer", Email: "writer@example.org", Groups: groups, TTL: time.Hour,
 	}, time.Now())
 	if err != nil {
@@ -572,6 +579,9 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 				case "/swagger", "/swagger/*filepath":
 					// The UI and its assets: documented as /swagger/.
 					path = "/swagger/"
+				case "/ui", "/ui/*filepath":
+					// The timeline page and its files: documented as /ui/ (and /ui/config.json).
+					path = "/ui/"
 				}
 				path = pathParam.ReplaceAllString(path, "{$1}")
 				i := strings.Index(doc, "\n  "+path+":")

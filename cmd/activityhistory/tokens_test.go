@@ -141,7 +141,7 @@ func TestJWKSHostUnreachable(t *testing.T) {
 	env := baseEnv(t.TempDir())
 	delete(env, "AUTH_JWT_SECRET")
 	env["AUTH_JWKS_URL"] = dead
-	s := startServing(t, env)
+	s := launch(t, env)
 
 	var body []byte
 	checkFor(t, 10*time.Second, func() error {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
+	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
 )
 
 // verifyRun runs the verify sub-command on dir and returns its error and
@@ -67,6 +68,11 @@ func tamper(t *testing.T, dir string, msgs ...*nats.Msg) {
 	}
 }
 
+// eventSubject is the JetStream subject of stream's events.
+func eventSubject(stream string) string {
+	return "ah.ev." + base64.RawURLEncoding.EncodeToString([]byte(stream))
+}
+
 func TestVerifyAll(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -105,17 +111,10 @@ func TestVerifyAll(t *testing.T) {
 		t.Fatalf("unknown target: %v (exit %d), want no such stream, exit 2", err, exitCode(err))
 	}
 
-	enc := base64.RawURLEncoding.EncodeToString
 	// A record appended behind the store's back, with made-up headers.
-	forged := nats.NewMsg("ah.ev." + enc([]byte("tenure-2")))
-	forged.Header.Set("Nats-Msg-Id", "forged-1")
-	forged.Header.Set("Ah-Revision", "3")
-	forged.Header.Set("Ah-Type", "ActivityRecorded")
-	forged.Header.Set("Ah-Prev-Hash", heads[1].Hash)
-	forged.Header.Set("Ah-Hash", strings.Repeat("ab", 32))
-	forged.Data = []byte(`{"n":2}`)
+	forged := natsjstest.Forged(eventSubject("tenure-2"), 3, heads[1].Hash)
 	// A recorded head whose stream has no records.
-	ghost := nats.NewMsg("$KV.ACTIVITY_HEADS." + enc([]byte("ghost-9")))
+	ghost := nats.NewMsg("$KV.ACTIVITY_HEADS." + base64.RawURLEncoding.EncodeToString([]byte("ghost-9")))
 	ghost.Data = []byte(`{"stream":"ghost-9","revision":4,"hash":"` + strings.Repeat("cd", 32) + `","position":99}`)
 	tamper(t, dir, forged, ghost)
 

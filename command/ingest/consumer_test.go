@@ -247,9 +247,12 @@ func TestStoreDownNakRedelivered(t *testing.T) {
 		return nil
 	})
 	restarted := startNATS(t, storeDir, storePort)
+	// An attempt that timed out during the outage may have gone in after
+	// all (its publish flushed on reconnect): the retry then finds it
+	// recorded. Either way the store holds it once (checked below).
 	checkFor(t, 30*time.Second, func() error {
-		if p.count(ingest.Recorded) != 1 {
-			return fmt.Errorf("recorded %d", p.count(ingest.Recorded))
+		if n := p.count(ingest.Recorded) + p.count(ingest.Duplicate); n != 1 {
+			return fmt.Errorf("recorded or found recorded %d times", n)
 		}
 		return nil
 	})
