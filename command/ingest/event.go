@@ -187,9 +187,8 @@ func ActivityID(eventID string) string {
 	return uuid.NewSHA1(uuid.MustParse(Namespace), []byte(name)).String()
 }
 
-// activityInput is the activity in the shape the validator reads. An
-// absent user's fields are left out, not null: the author is recorded
-// empty (a null sent over HTTP would be kept as null).
+// activityInput is the activity in the shape the validator reads, with an
+// absent user as explicit nulls.
 type activityInput struct {
 	ID                  string              `json:"id"`
 	TargetID            string              `json:"targetId"`
@@ -200,8 +199,8 @@ type activityInput struct {
 	OldData             json.RawMessage     `json:"oldData,omitempty"`
 	NewData             json.RawMessage     `json:"newData,omitempty"`
 	AuthorDetails       struct {
-		FullName *string `json:"fullName,omitempty"`
-		Email    *string `json:"email,omitempty"`
+		FullName *string `json:"fullName"`
+		Email    *string `json:"email"`
 	} `json:"authorDetails"`
 	SourceDomain string `json:"sourceDomain"`
 }
