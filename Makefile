@@ -14,6 +14,7 @@ help: ## list the targets
 
 .PHONY: build
 build: ## build the binary into bin/
+	@echo "building $(BIN) (the first build compiles every dependency: a few minutes)"
 	$(GO) build -trimpath -o $(BIN) ./cmd/activityhistory
 
 .PHONY: run

@@ -41,6 +41,18 @@ type Author struct {
 	Email    string `json:"email"`
 }
 
+// Nulls marks the text fields a client sent as JSON null: they are
+// returned as null, as sent (the pilot kept them so), while an absent field
+// is "". A marked field holding text (filled in from the token) is text.
+type Nulls uint8
+
+// The fields that can be null.
+const (
+	NullFullName Nulls = 1 << iota
+	NullEmail
+	NullSourceDomain
+)
+
 // Source names the entity event an activity was made from, so that an
 // auditor can trace it back; nil for activities recorded over HTTP.
 type Source struct {
@@ -64,6 +76,7 @@ type Activity struct {
 	NewData             json.RawMessage `json:"newData"`
 	AuthorDetails       Author          `json:"authorDetails"`
 	SourceDomain        string          `json:"sourceDomain"`
+	Nulls               Nulls           `json:"-"`
 	Source              *Source         `json:"source,omitempty"`
 }
 
@@ -98,21 +111,52 @@ func (a Activity) MarshalJSON() ([]byte, error) {
 		TimeToLiveForRecord int             `json:"timetoLiveForRecord"`
 		OldData             json.RawMessage `json:"oldData"`
 		NewData             json.RawMessage `json:"newData"`
-		AuthorDetails       Author          `json:"authorDetails"`
-		SourceDomain        string          `json:"sourceDomain"`
+		AuthorDetails       nullableAuthor  `json:"authorDetails"`
+		SourceDomain        *string         `json:"sourceDomain"`
 		Source              *Source         `json:"source,omitempty"`
 	}
+	nulls := a.shownNulls()
 	s := shape{
 		ID: a.ID, TargetID: a.TargetID, Type: a.Type, TargetType: a.TargetType,
 		CreatedAt:           a.CreatedAt.UTC().Format(time.RFC3339Nano),
 		TimeToLiveForRecord: a.TimeToLiveForRecord,
 		OldData:             orNull(a.OldData),
 		NewData:             orNull(a.NewData),
-		AuthorDetails:       a.AuthorDetails,
-		SourceDomain:        a.SourceDomain,
-		Source:              a.Source,
+		AuthorDetails: nullableAuthor{
+			FullName: orNil(a.AuthorDetails.FullName, nulls&NullFullName != 0),
+			Email:    orNil(a.AuthorDetails.Email, nulls&NullEmail != 0),
+		},
+		SourceDomain: orNil(a.SourceDomain, nulls&NullSourceDomain != 0),
+		Source:       a.Source,
 	}
 	return json.Marshal(s)
+}
+
+type nullableAuthor struct {
+	FullName *string `json:"fullName"`
+	Email    *string `json:"email"`
+}
+
+func orNil(s string, null bool) *string {
+	if null {
+		return nil
+	}
+	return &s
+}
+
+// shownNulls are the marked fields still empty: those written as null.
+func (a Activity) shownNulls() Nulls {
+	n := a.Nulls
+	if a.AuthorDetails.FullName != "" {
+		n &^= NullFullName
+	}
+	if a.AuthorDetails.Email != "" {
+		n &^= NullEmail
+	}
+	if a.SourceDomain != "" {
+		n &^= NullSourceDomain
+	}
+	return n
 }
 
 // UnmarshalJSON reads what MarshalJSON wrote. It is lenient: it is used on
@@ -132,7 +176,27 @@ func (a *Activity) UnmarshalJSON(b []byte) error {
 	if isNull(a.NewData) {
 		a.NewData = nil
 	}
+	if bytes.Contains(b, null) {
+		var n struct {
+			AuthorDetails *struct{ FullName, Email json.RawMessage }
+			SourceDomain  json.RawMessage
+		}
+		if err := json.Unmarshal(b, &n); err != nil {
+			return err
+		}
+		if n.AuthorDetails != nil {
+			a.Nulls |= nullIf(n.AuthorDetails.FullName, NullFullName) | nullIf(n.AuthorDetails.Email, NullEmail)
+		}
+		a.Nulls |= nullIf(n.SourceDomain, NullSourceDomain)
+	}
 	return nil
+}
+
+func nullIf(m json.RawMessage, n Nulls) Nulls {
+	if bytes.Equal(m, null) {
+		return n
+	}
+	return 0
 }
 
 // Equal reports whether two activities record the same thing; it is how a
@@ -144,6 +208,7 @@ func (a Activity) Equal(b Activity) bool {
 		bytes.Equal(orNull(a.OldData), orNull(b.OldData)) &&
 		bytes.Equal(orNull(a.NewData), orNull(b.NewData)) &&
 		a.AuthorDetails == b.AuthorDetails && a.SourceDomain == b.SourceDomain &&
+		a.shownNulls() == b.shownNulls() &&
 		(a.Source == nil) == (b.Source == nil) && (a.Source == nil || *a.Source == *b.Source)
 }
 

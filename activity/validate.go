@@ -61,7 +61,7 @@ func (e *ValidationError) Error() string {
 	for _, k := range keys {
 		parts = append(parts, k+": "+strings.Join(e.Fields[k], "; "))
 	}
-	return "invalid activity: " + strings.Join(parts, ", ")
+	return "invalid input: " + strings.Join(parts, ", ")
 }
 
 func (e *ValidationError) add(field, msg string) {
@@ -163,8 +163,12 @@ func ID(raw string) (string, error) {
 }
 
 func canonicalUUID(raw string) (string, error) {
-	// uuid.Parse also takes urn: and {…} forms; accept only hex with or
-	// without hyphens, as the pilot did.
+	// The pilot (.NET Guid) took {…} and (…) around the hyphenated form.
+	if n := len(raw); n == 38 && (raw[0] == '{' && raw[37] == '}' || raw[0] == '(' && raw[37] == ')') {
+		raw = raw[1:37]
+	}
+	// uuid.Parse also takes urn: forms; accept only hex with or without
+	// hyphens, as the pilot did.
 	if n := len(raw); n != 36 && n != 32 {
 		return "", errors.New("must be a UUID")
 	}
@@ -187,13 +191,32 @@ type input struct {
 	OldData             json.RawMessage `json:"oldData"`
 	NewData             json.RawMessage `json:"newData"`
 	AuthorDetails       *authorInput    `json:"authorDetails"`
-	SourceDomain        *string         `json:"sourceDomain"`
+	SourceDomain        optString       `json:"sourceDomain"`
 }
 
 type authorInput struct {
-	FullName *string `json:"fullName"`
-	Email    *string `json:"email"`
+	FullName optString `json:"fullName"`
+	Email    optString `json:"email"`
 }
+
+// optString is a string field that tells absent, null and text apart.
+type optString struct {
+	set, null bool
+	s         string
+}
+
+func (o *optString) UnmarshalJSON(b []byte) error {
+	o.set = true
+	if string(b) == "null" {
+		o.null = true
+		return nil
+	}
+	// A wrong type is an *json.UnmarshalTypeError, named by its field.
+	return json.Unmarshal(b, &o.s)
+}
+
+// text reports whether the field holds a string.
+func (o optString) text() bool { return o.set && !o.null }
 
 // Decode parses a request body holding one activity object or an array of
 // 1–MaxBatch of them, validates every item and returns them normalised.
@@ -401,18 +424,27 @@ func (v *Validator) check(in input, p string) (Activity, error) {
 	a.NewData = checkData(e, p+"newData", in.NewData)
 
 	if in.AuthorDetails != nil {
-		var au Author
-		if in.AuthorDetails.FullName != nil {
-			au.FullName = *in.AuthorDetails.FullName
+		if in.AuthorDetails.FullName.null {
+			a.Nulls |= NullFullName
 		}
-		if in.AuthorDetails.Email != nil {
-			au.Email = *in.AuthorDetails.Email
+		if in.AuthorDetails.Email.null {
+			a.Nulls |= NullEmail
+		}
+		var au Author
+		if in.AuthorDetails.FullName.text() {
+			au.FullName = in.AuthorDetails.FullName.s
+		}
+		if in.AuthorDetails.Email.text() {
+			au.Email = in.AuthorDetails.Email.s
 		}
 		a.AuthorDetails = checkAuthor(e, p+"authorDetails.", au)
 	}
 
-	if in.SourceDomain != nil {
-		a.SourceDomain = *in.SourceDomain
+	if in.SourceDomain.null {
+		a.Nulls |= NullSourceDomain
+	}
+	if in.SourceDomain.text() {
+		a.SourceDomain = in.SourceDomain.s
 		if n := len([]rune(a.SourceDomain)); n > MaxSourceDomainLen {
 			e.add(p+"sourceDomain", fmt.Sprintf("is %d characters; at most %d are allowed", n, MaxSourceDomainLen))
 		}

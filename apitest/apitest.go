@@ -220,16 +220,26 @@ func (c *Checker) check(req *http.Request, resp *http.Response, respBody []byte)
 	if len(ref.Value.Content) == 0 && len(bytes.TrimSpace(respBody)) != 0 {
 		return fmt.Errorf("status %d is documented without a body, but the response has one", resp.StatusCode)
 	}
+	opts := c.opts
+	if req.Method == http.MethodHead {
+		// HEAD is answered as GET without the body (RFC 9110 9.3.2).
+		if len(respBody) != 0 {
+			return errors.New("a HEAD response has a body")
+		}
+		o := *c.opts
+		o.ExcludeResponseBody = true
+		opts = &o
+	}
 	in := &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: &openapi3filter.RequestValidationInput{
 			Request:    req,
 			PathParams: params,
 			Route:      route,
-			Options:    c.opts,
+			Options:    opts,
 		},
 		Status:  resp.StatusCode,
 		Header:  resp.Header,
-		Options: c.opts,
+		Options: opts,
 	}
 	in.SetBodyBytes(respBody)
 	return openapi3filter.ValidateResponse(context.Background(), in)
@@ -282,12 +292,23 @@ func (c *Checker) findRoute(req *http.Request) (*routers.Route, map[string]strin
 		req = req.Clone(req.Context())
 		req.URL = &u
 	}
+	if req.Method == http.MethodHead {
+		req = req.Clone(req.Context())
+		req.Method = http.MethodGet
+	}
 	return c.router.FindRoute(req)
 }
 
 // canonicalPath returns p with its literal segments spelt as in the document
-// when p matches a path template only regardless of case; otherwise p.
+// when p matches a path template only regardless of case or of a trailing
+// slash; otherwise p.
 func (c *Checker) canonicalPath(p string) string {
+	// One trailing slash is routed as none, as the service does.
+	if len(p) > 1 && strings.HasSuffix(p, "/") && !strings.HasSuffix(p, "//") {
+		if q := c.canonicalPath(p[:len(p)-1]); c.match(strings.Split(q, "/"), func(a, b string) bool { return a == b }) != nil {
+			return q
+		}
+	}
 	segs := strings.Split(p, "/")
 	if c.match(segs, func(a, b string) bool { return a == b }) != nil {
 		return p

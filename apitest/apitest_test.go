@@ -114,7 +114,7 @@ func TestChecker(t *testing.T) {
 		{"undocumented route", "GET", "/api/v1/nothing", jsonResp(404, fmt.Sprintf(errorJSON, 404)), false},
 		{"undocumented method", "DELETE", "/api/v1/activityHistory/x", jsonResp(405, fmt.Sprintf(errorJSON, 405)), false},
 		{"health", "GET", "/api/v1/healthcheck/ping", jsonResp(503,
-			`{"status":"Unhealthy","totalDurationMs":3,"entries":{"ReadModel":{"status":"Unhealthy","description":"redis","durationMs":3,"exceptionMessage":"down"}}}`), true},
+			`{"status":"Unhealthy","totalDurationMs":3,"entries":{"ReadModel":{"data":{},"status":"Unhealthy","description":"redis","durationMs":3,"exceptionMessage":"down"}}}`), true},
 		{"health, bad status", "GET", "/api/v1/healthcheck/ping", jsonResp(200,
 			`{"status":"OK","totalDurationMs":3,"entries":{}}`), false},
 		{"metrics", "GET", "/metrics", canned{200, map[string]string{"Content-Type": "text/plain; version=0.0.4; charset=utf-8", "x-correlation-id": "a"}, "# HELP x\n"}, true},

@@ -3,12 +3,13 @@
 package auth
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -58,8 +59,15 @@ func (p Permission) String() string {
 	return fmt.Sprintf("permission(%d)", int(p))
 }
 
-// Config configures an Authenticator. At least one of HMACSecret and
-// PublicKeysPEM is needed unless Disabled.
+// Default claim names, as in the council's user tokens.
+const (
+	DefaultGroupsClaim = "groups"
+	DefaultNameClaim   = "name"
+	DefaultEmailClaim  = "email"
+)
+
+// Config configures an Authenticator. At least one of HMACSecret,
+// PublicKeysPEM and JWKSURLs is needed unless Disabled.
 type Config struct {
 	// HMACSecret verifies HS256 tokens; at least MinSecretLen bytes.
 	HMACSecret []byte
@@ -67,6 +75,29 @@ type Config struct {
 	// CERTIFICATE blocks: RSA keys verify RS256, P-256 keys ES256. A block's
 	// "kid" PEM header names its key, else the key's RFC 7638 thumbprint does.
 	PublicKeysPEM []byte
+	// JWKSURLs publish RS256/ES256 keys (Cognito, for one): fetched at
+	// New, refreshed every JWKSRefresh and when a token names an unknown
+	// kid (at most once per JWKSMinRefresh).
+	JWKSURLs       []string
+	JWKSRefresh    time.Duration // zero means DefaultJWKSRefresh
+	JWKSMinRefresh time.Duration // zero means DefaultJWKSMinRefresh
+	// JWKSClient fetches the key sets; nil means a client with a 5 s timeout.
+	JWKSClient *http.Client
+	// Issuer and Audience, when set, must match the token's iss and aud
+	// (one of Audience).
+	Issuer   string
+	Audience []string
+	// GroupsClaim names the claim holding the caller's groups: an array
+	// of strings, or one string of groups separated by ";" or ",".
+	// NameClaim and EmailClaim name the author's claims. Empty means the
+	// Default…Claim.
+	GroupsClaim, NameClaim, EmailClaim string
+	// AllowMissingExp accepts tokens without exp (the council's user
+	// tokens have none). A token with an exp in the past is refused still.
+	AllowMissingExp bool
+	// MaxTokenAge, when set, refuses tokens issued longer ago, and tokens
+	// without iat.
+	MaxTokenAge time.Duration
 	// Groups granting each permission; a token needs one of them. Audit
 	// groups grant export too.
 	ReadGroups, WriteGroups, AuditGroups, ExportGroups []string
@@ -93,11 +124,14 @@ type Authenticator struct {
 	keys     []publicKey
 	byKid    map[string]publicKey
 	byAlg    map[string][]jwt.VerificationKey
+	jwks     *keySet // nil without JWKSURLs
 	groups   map[Permission]map[string]bool
 	parser   *jwt.Parser
 	now      func() time.Time
 	skew     time.Duration
-	verified verifiedTokens
+	maxAge   time.Duration
+
+	groupsClaim, nameClaim, emailClaim string
 }
 
 // New checks cfg and returns an Authenticator.
@@ -105,14 +139,17 @@ func New(cfg Config) (*Authenticator, error) {
 	if cfg.Disabled {
 		return &Authenticator{disabled: true}, nil
 	}
-	if len(cfg.HMACSecret) == 0 && len(cfg.PublicKeysPEM) == 0 {
-		return nil, errors.New("auth: no HMAC secret and no public keys configured, and auth is not disabled")
+	if len(cfg.HMACSecret) == 0 && len(cfg.PublicKeysPEM) == 0 && len(cfg.JWKSURLs) == 0 {
+		return nil, errors.New("auth: no HMAC secret, no public keys and no JWKS URL configured, and auth is not disabled")
 	}
 	if n := len(cfg.HMACSecret); n > 0 && n < MinSecretLen {
 		return nil, fmt.Errorf("auth: HMAC secret is %d bytes, need at least %d", n, MinSecretLen)
 	}
 	if cfg.Skew < 0 {
 		return nil, fmt.Errorf("auth: negative clock skew %s", cfg.Skew)
+	}
+	if cfg.MaxTokenAge < 0 {
+		return nil, fmt.Errorf("auth: negative maximum token age %s", cfg.MaxTokenAge)
 	}
 	a := &Authenticator{
 		byKid: map[string]publicKey{},
@@ -138,25 +175,58 @@ func New(cfg Config) (*Authenticator, error) {
 			a.byAlg[k.alg] = append(a.byAlg[k.alg], k.pub)
 		}
 	}
-	skew := cfg.Skew
-	if skew == 0 {
-		skew = DefaultSkew
+	a.skew = cmp.Or(cfg.Skew, DefaultSkew)
+	a.now = cfg.Now
+	if a.now == nil {
+		a.now = time.Now
 	}
-	now := cfg.Now
-	if now == nil {
-		now = time.Now
-	}
-	a.now, a.skew = now, skew
-	a.verified.m = map[string]verifiedToken{}
-	a.parser = jwt.NewParser(
-		jwt.WithLeeway(skew),
-		jwt.WithTimeFunc(now),
-		jwt.WithExpirationRequired(),
+	a.maxAge = cfg.MaxTokenAge
+	a.groupsClaim = cmp.Or(cfg.GroupsClaim, DefaultGroupsClaim)
+	a.nameClaim = cmp.Or(cfg.NameClaim, DefaultNameClaim)
+	a.emailClaim = cmp.Or(cfg.EmailClaim, DefaultEmailClaim)
+	opts := []jwt.ParserOption{
+		jwt.WithLeeway(a.skew),
+		jwt.WithTimeFunc(a.now),
 		jwt.WithIssuedAt(),
 		// Canonical base64 only, so a signature has one spelling.
 		jwt.WithStrictDecoding(),
-	)
+	}
+	if !cfg.AllowMissingExp {
+		opts = append(opts, jwt.WithExpirationRequired())
+	}
+	if cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	if len(cfg.Audience) > 0 {
+		opts = append(opts, jwt.WithAudience(cfg.Audience...))
+	}
+	a.parser = jwt.NewParser(opts...)
+	if len(cfg.JWKSURLs) > 0 {
+		// Last: it starts a refresh goroutine that Close stops.
+		ks, err := newKeySet(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+		a.jwks = ks
+	}
 	return a, nil
+}
+
+// Close stops refreshing the key sets.
+func (a *Authenticator) Close() error {
+	if a.jwks != nil {
+		a.jwks.close()
+	}
+	return nil
+}
+
+// Ready reports why tokens signed by the JWKS keys cannot be verified
+// yet: a key set that was never fetched, or holds no usable key.
+func (a *Authenticator) Ready(context.Context) error {
+	if a.jwks == nil {
+		return nil
+	}
+	return a.jwks.ready()
 }
 
 func groupSet(groups []string) map[string]bool {
@@ -191,7 +261,7 @@ func (a *Authenticator) Require(perm Permission) gin.HandlerFunc {
 			httpapi.Internal(c, fmt.Errorf("auth: route requires unknown %s", perm))
 			return
 		}
-		id, err := a.authenticate(c.Request)
+		id, err := a.authenticate(c.Request.Context(), c.Request)
 		if err != nil {
 			unauthorized(c, err)
 			return
@@ -245,7 +315,8 @@ func unauthorized(c *gin.Context, err error) {
 	if !errors.As(err, &te) {
 		te = &tokenError{desc: "invalid token", err: err}
 	}
-	httpapi.Logger(c).Debug("auth rejected", "reason", te.desc)
+	// Said on the request's access line; never the token itself.
+	httpapi.Annotate(c, "authError", te.desc)
 	if te.missing {
 		c.Header("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q", Realm))
 		httpapi.Error(c, http.StatusUnauthorized, "missing bearer token", nil)
@@ -256,7 +327,7 @@ func unauthorized(c *gin.Context, err error) {
 	httpapi.Error(c, http.StatusUnauthorized, te.Error(), nil)
 }
 
-func (a *Authenticator) authenticate(r *http.Request) (Identity, error) {
+func (a *Authenticator) authenticate(ctx context.Context, r *http.Request) (Identity, error) {
 	values := r.Header.Values("Authorization")
 	switch {
 	case len(values) == 0:
@@ -271,10 +342,11 @@ func (a *Authenticator) authenticate(r *http.Request) (Identity, error) {
 	if !strings.EqualFold(scheme, "Bearer") {
 		return Identity{}, &tokenError{desc: "authorization scheme must be Bearer"}
 	}
-	return a.verify(strings.TrimSpace(token))
+	return a.verifyContext(ctx, strings.TrimSpace(token))
 }
 
-// claims are the token claims the service reads.
+// claims are the claims of a minted token; verification reads the
+// claims by their configured names instead.
 type claims struct {
 	Groups []string `json:"groups"`
 	Email  string   `json:"email,omitempty"`
@@ -286,85 +358,121 @@ var (
 	errUnknownKey   = errors.New("unknown key")
 	errAlgorithm    = errors.New("signing algorithm not accepted")
 	errKeyAlgorithm = errors.New("signing algorithm does not match the key")
+	errCritical     = errors.New("unsupported critical header")
+	errNoIat        = errors.New("token has no iat claim")
+	errTooOld       = errors.New("token older than the maximum token age")
 )
+
+// claimError names a claim of the wrong type.
+type claimError struct{ claim string }
+
+func (e *claimError) Error() string { return "invalid " + e.claim + " claim" }
 
 // verify checks token's signature and times and returns its identity.
 func (a *Authenticator) verify(token string) (Identity, error) {
+	return a.verifyContext(context.Background(), token)
+}
+
+func (a *Authenticator) verifyContext(ctx context.Context, token string) (Identity, error) {
 	switch {
 	case token == "":
 		return Identity{}, &tokenError{desc: "empty bearer token"}
 	case len(token) > maxTokenLen:
 		return Identity{}, &tokenError{desc: "token too long"}
 	}
-	now := a.now()
-	if id, ok := a.verified.get(token, now); ok {
-		return id, nil
-	}
-	var cl claims
-	if _, err := a.parser.ParseWithClaims(token, &cl, a.key); err != nil {
+	// MapClaims, not a struct: claim names are configured, and a time
+	// claim that is not a JSON number (say "exp":"1700000000") is refused
+	// rather than read as a number.
+	cl := jwt.MapClaims{}
+	keyfunc := func(t *jwt.Token) (any, error) { return a.key(ctx, t) }
+	if _, err := a.parser.ParseWithClaims(token, cl, keyfunc); err != nil {
 		return Identity{}, &tokenError{desc: describe(err), err: err}
 	}
-	id := Identity{Subject: cl.Subject, Name: cl.Name, Email: cl.Email, Groups: cl.Groups}
-	a.verified.put(token, a.window(cl), id)
+	if err := a.checkAge(cl); err != nil {
+		return Identity{}, &tokenError{desc: err.Error(), err: err}
+	}
+	id, err := a.identity(cl)
+	if err != nil {
+		return Identity{}, &tokenError{desc: err.Error(), err: err}
+	}
 	return id, nil
 }
 
-// window is when a token that verified now stays valid: the parser's
-// time checks, with the same leeway, done ahead of time. The signature
-// and the keys do not change while the process runs.
-func (a *Authenticator) window(cl claims) verifiedToken {
-	v := verifiedToken{until: cl.ExpiresAt.Add(a.skew)}
-	for _, t := range []*jwt.NumericDate{cl.NotBefore, cl.IssuedAt} {
-		if t != nil && t.Add(-a.skew).After(v.from) {
-			v.from = t.Add(-a.skew)
+// checkAge enforces MaxTokenAge.
+func (a *Authenticator) checkAge(cl jwt.MapClaims) error {
+	if a.maxAge == 0 {
+		return nil
+	}
+	iat, err := cl.GetIssuedAt()
+	if err != nil || iat == nil {
+		return errNoIat
+	}
+	if a.now().Sub(iat.Time) > a.maxAge+a.skew {
+		return errTooOld
+	}
+	return nil
+}
+
+func (a *Authenticator) identity(cl jwt.MapClaims) (Identity, error) {
+	var id Identity
+	var err error
+	if id.Subject, err = stringClaim(cl, "sub"); err != nil {
+		return Identity{}, err
+	}
+	if id.Name, err = stringClaim(cl, a.nameClaim); err != nil {
+		return Identity{}, err
+	}
+	if id.Email, err = stringClaim(cl, a.emailClaim); err != nil {
+		return Identity{}, err
+	}
+	if id.Groups, err = groupsClaim(cl, a.groupsClaim); err != nil {
+		return Identity{}, err
+	}
+	return id, nil
+}
+
+// stringClaim is a string claim, "" when absent or null.
+func stringClaim(cl jwt.MapClaims, name string) (string, error) {
+	switch v := cl[name].(type) {
+	case nil:
+		return "", nil
+	case string:
+		return v, nil
+	}
+	return "", &claimError{claim: name}
+}
+
+// groupsClaim reads an array of strings as is, and splits one string on
+// ";" and "," (Cognito's custom:groups is "a;b").
+func groupsClaim(cl jwt.MapClaims, name string) ([]string, error) {
+	switch v := cl[name].(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return strings.FieldsFunc(v, func(r rune) bool { return r == ';' || r == ',' }), nil
+	case []any:
+		groups := make([]string, 0, len(v))
+		for _, g := range v {
+			s, ok := g.(string)
+			if !ok {
+				return nil, &claimError{claim: name}
+			}
+			groups = append(groups, s)
 		}
+		return groups, nil
 	}
-	return v
-}
-
-// verifiedTokens remembers tokens whose signature verified, so that a
-// client sending the same token on every request is not verified (and
-// its claims not decoded) every time. Bounded; only valid tokens enter.
-type verifiedTokens struct {
-	mu sync.Mutex
-	m  map[string]verifiedToken
-}
-
-type verifiedToken struct {
-	from, until time.Time
-	id          Identity
-}
-
-const maxVerifiedTokens = 4096
-
-func (v *verifiedTokens) get(token string, now time.Time) (Identity, bool) {
-	v.mu.Lock()
-	t, ok := v.m[token]
-	v.mu.Unlock()
-	// Outside its window the token is parsed again, which says why it fails.
-	if !ok || now.Before(t.from) || !now.Before(t.until) {
-		return Identity{}, false
-	}
-	return t.id, true
-}
-
-func (v *verifiedTokens) put(token string, t verifiedToken, id Identity) {
-	t.id = id
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(v.m) >= maxVerifiedTokens {
-		for k := range v.m { // map order: an arbitrary victim
-			delete(v.m, k)
-			break
-		}
-	}
-	v.m[token] = t
+	return nil, &claimError{claim: name}
 }
 
 // key picks the verification key for t. Each algorithm gets only keys of
 // its own kind: the HMAC secret for HS256, never a public key, so a
 // public key cannot be abused as an HMAC secret.
-func (a *Authenticator) key(t *jwt.Token) (any, error) {
+func (a *Authenticator) key(ctx context.Context, t *jwt.Token) (any, error) {
+	// RFC 7515 4.1.11: extensions listed in crit must be understood, and
+	// this service understands none.
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errCritical
+	}
 	switch t.Method {
 	case jwt.SigningMethodHS256:
 		// The shared secret has no kid; a kid on an HS256 token is not
@@ -378,6 +486,9 @@ func (a *Authenticator) key(t *jwt.Token) (any, error) {
 		if raw, ok := t.Header["kid"]; ok {
 			kid, _ := raw.(string)
 			k, ok := a.byKid[kid]
+			if !ok && a.jwks != nil {
+				return a.jwks.key(ctx, kid, alg)
+			}
 			if !ok {
 				return nil, errUnknownKey
 			}
@@ -387,6 +498,9 @@ func (a *Authenticator) key(t *jwt.Token) (any, error) {
 			return k.pub, nil
 		}
 		set := a.byAlg[alg]
+		if a.jwks != nil {
+			set = append(slices.Clip(set), a.jwks.keysFor(ctx, alg)...)
+		}
 		if len(set) == 0 {
 			return nil, errAlgorithm
 		}
@@ -401,6 +515,7 @@ func describe(err error) string {
 		err  error
 		desc string
 	}{
+		{errCritical, errCritical.Error()},
 		{errUnknownKey, "unknown key"},
 		{errKeyAlgorithm, errKeyAlgorithm.Error()},
 		{errAlgorithm, errAlgorithm.Error()},
@@ -409,6 +524,10 @@ func describe(err error) string {
 		// Left after the keyfunc errors: an absent or unknown alg.
 		{jwt.ErrTokenUnverifiable, errAlgorithm.Error()},
 		{jwt.ErrTokenRequiredClaimMissing, "token has no exp claim"},
+		// Before the time checks: a time claim that is not a number.
+		{jwt.ErrInvalidType, "a registered claim has the wrong type (exp, nbf and iat must be numbers)"},
+		{jwt.ErrTokenInvalidIssuer, "wrong issuer"},
+		{jwt.ErrTokenInvalidAudience, "wrong audience"},
 		{jwt.ErrTokenExpired, "token expired"},
 		{jwt.ErrTokenNotValidYet, "token not valid yet"},
 		{jwt.ErrTokenUsedBeforeIssued, "token issued in the future"},

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -321,9 +320,12 @@ func TestAuthMatrix(t *testing.T) {
 		})), 401, invalid("token issued in the future"), "invalid bearer token: token issued in the future"},
 		{"no exp", hmacOnly, "GET", readPath, "Bearer " + hs(user(readers, func(c *claims) { c.ExpiresAt = nil })), 401,
 			invalid("token has no exp claim"), "invalid bearer token: token has no exp claim"},
-		{"groups not an array", hmacOnly, "GET", readPath,
-			"Bearer " + sign(t, jwt.SigningMethodHS256, []byte(testSecret), "", jwt.MapClaims{"groups": "readers", "exp": testNow().Add(time.Hour).Unix()}),
-			401, invalid("malformed token"), "invalid bearer token: malformed token"},
+		{"groups neither array nor string", hmacOnly, "GET", readPath,
+			"Bearer " + sign(t, jwt.SigningMethodHS256, []byte(testSecret), "", jwt.MapClaims{"groups": 7, "exp": testNow().Add(time.Hour).Unix()}),
+			401, invalid("invalid groups claim"), "invalid bearer token: invalid groups claim"},
+		{"groups array of numbers", hmacOnly, "GET", readPath,
+			"Bearer " + sign(t, jwt.SigningMethodHS256, []byte(testSecret), "", jwt.MapClaims{"groups": []int{1}, "exp": testNow().Add(time.Hour).Unix()}),
+			401, invalid("invalid groups claim"), "invalid bearer token: invalid groups claim"},
 		{"no allowed group", hmacOnly, "GET", readPath, "Bearer " + mint(t, "somebody-else"), 403, forbidden("read"),
 			"forbidden: no group of the token grants read access"},
 		{"no groups at all", hmacOnly, "GET", readPath, "Bearer " + mint(t), 403, forbidden("read"),
@@ -506,34 +508,5 @@ func TestSkewConfigurable(t *testing.T) {
 	strict := newAuth(t, Config{HMACSecret: []byte(testSecret), Skew: time.Nanosecond})
 	if _, err := strict.verify(tok); err == nil || !strings.Contains(err.Error(), "token expired") {
 		t.Errorf("expired 90 s ago with no skew: %v", err)
-	}
-}
-
-// A token that verified once is remembered, but only within the window its
-// claims allow: the same Authenticator refuses it once it has expired, and
-// a token that never verified is never remembered.
-func TestVerifiedTokensKeepTheirWindow(t *testing.T) {
-	t.Parallel()
-	now := testNow()
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	a := newAuth(t, Config{HMACSecret: []byte(testSecret), Skew: time.Second, Now: clock})
-	tok := mint(t, "readers")
-	for range 2 {
-		if _, err := a.verify(tok); err != nil {
-			t.Fatalf("fresh token: %v", err)
-		}
-	}
-	mu.Lock()
-	now = now.Add(time.Hour) // issued a minute before testNow(), for an hour
-	mu.Unlock()
-	if _, err := a.verify(tok); err == nil || !strings.Contains(err.Error(), "token expired") {
-		t.Fatalf("expired token after it was remembered: %v", err)
-	}
-	forged := tok[:len(tok)-2] + "AA"
-	for range 2 {
-		if _, err := a.verify(forged); err == nil {
-			t.Fatal("a token with a bad signature verified")
-		}
 	}
 }

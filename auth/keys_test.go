@@ -99,8 +99,8 @@ func TestNewRejects(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"nothing configured", Config{}, "no HMAC secret and no public keys"},
-		{"groups only", Config{ReadGroups: []string{"r"}}, "no HMAC secret and no public keys"},
+		{"nothing configured", Config{}, "no HMAC secret, no public keys and no JWKS URL"},
+		{"groups only", Config{ReadGroups: []string{"r"}}, "no HMAC secret, no public keys and no JWKS URL"},
 		{"short secret", Config{HMACSecret: []byte("too-short")}, "HMAC secret is 9 bytes, need at least 32"},
 		{"negative skew", Config{HMACSecret: []byte(testSecret), Skew: -time.Second}, "negative clock skew"},
 		{"not PEM", Config{PublicKeysPEM: []byte("hello")}, "no PEM block found"},
@@ -112,6 +112,8 @@ func TestNewRejects(t *testing.T) {
 		{"weak RSA", Config{PublicKeysPEM: pemKey(t, &weak.PublicKey, nil)}, "RSA key of 1024 bits"},
 		{"P-384", Config{PublicKeysPEM: pemKey(t, &p384.PublicKey, nil)}, "only P-256"},
 		{"duplicate kid", Config{PublicKeysPEM: dup}, `duplicate kid "k"`},
+		{"negative max age", Config{HMACSecret: []byte(testSecret), MaxTokenAge: -time.Second}, "negative maximum token age"},
+		{"JWKS URL not http", Config{JWKSURLs: []string{"file:///etc/passwd"}}, "want https://"},
 		{"bad PEM next to a good secret", Config{HMACSecret: []byte(testSecret), PublicKeysPEM: []byte("x")}, "no PEM block found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

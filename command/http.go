@@ -60,7 +60,7 @@ func NewEngine(svc *Service, deps EngineDeps) *Engine {
 		api.POST(EventsPath, append(slices.Clip(deps.Middleware), eh.serve)...)
 	}
 
-	return &Engine{FoldedEngine: &httpapi.FoldedEngine{Engine: api, Prefix: APIPath}}
+	return &Engine{FoldedEngine: httpapi.Fold(api)}
 }
 
 type recordHandler struct {
@@ -150,7 +150,8 @@ func (h *recordHandler) fillAuthor(c *gin.Context, acts []activity.Activity) *ac
 	var author activity.Author
 	looked, ok := false, false
 	for i := range acts {
-		if acts[i].AuthorDetails != (activity.Author{}) {
+		// An author sent as null stays null, as sent.
+		if acts[i].AuthorDetails != (activity.Author{}) || acts[i].Nulls&(activity.NullFullName|activity.NullEmail) != 0 {
 			continue
 		}
 		if !looked {

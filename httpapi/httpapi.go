@@ -27,6 +27,8 @@ const (
 	ctxCorrelation = "ah.correlationId"
 	ctxTrace       = "ah.traceId"
 	ctxLogger      = "ah.logger"
+	ctxAnnotations = "ah.annotations"
+	ctxExpected    = "ah.expected"
 )
 
 // ErrorBody is the one error envelope of the service.
@@ -131,24 +133,47 @@ func Logger(c *gin.Context) *slog.Logger {
 	return slog.Default()
 }
 
-// AccessLog logs one line per request at the end of it.
+// Annotate adds key and value to the request's access line: why it was
+// refused, say. Values must not carry secrets.
+func Annotate(c *gin.Context, key string, value any) {
+	attrs, _ := c.Get(ctxAnnotations)
+	list, _ := attrs.([]any)
+	c.Set(ctxAnnotations, append(list, key, value))
+}
+
+// Expected marks the request's status as part of normal operation (a
+// readiness probe answering 503 while the service starts): its access line
+// is logged at info.
+func Expected(c *gin.Context) { c.Set(ctxExpected, true) }
+
+// AccessLog logs one line per request at the end of it: errors for 5xx
+// but 503, which says "not now" (a dependency down) and is logged as a
+// warning.
 func AccessLog() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
 		status := c.Writer.Status()
 		level := slog.LevelInfo
-		if status >= 500 {
+		switch {
+		case c.GetBool(ctxExpected):
+		case status == http.StatusServiceUnavailable:
+			level = slog.LevelWarn
+		case status >= 500:
 			level = slog.LevelError
 		}
-		Logger(c).Log(c.Request.Context(), level, "request",
-			"method", c.Request.Method,
+		args := []any{
+			"method", Method(c),
 			"path", c.Request.URL.Path,
 			"route", c.FullPath(),
 			"status", status,
-			"durationMs", float64(time.Since(start).Microseconds())/1000,
+			"durationMs", float64(time.Since(start).Microseconds()) / 1000,
 			"bytes", c.Writer.Size(),
-		)
+		}
+		if extra, ok := c.Get(ctxAnnotations); ok {
+			args = append(args, extra.([]any)...)
+		}
+		Logger(c).Log(c.Request.Context(), level, "request", args...)
 	}
 }
 
@@ -182,12 +207,12 @@ func SecurityHeaders() gin.HandlerFunc {
 
 // NotFound and MethodNotAllowed answer unknown routes with the envelope.
 func NotFound(c *gin.Context) {
-	Error(c, http.StatusNotFound, "no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path, nil)
+	Error(c, http.StatusNotFound, "no such endpoint: "+Method(c)+" "+c.Request.URL.Path, nil)
 }
 
 // MethodNotAllowed answers a known path with the wrong method.
 func MethodNotAllowed(c *gin.Context) {
-	Error(c, http.StatusMethodNotAllowed, "method "+c.Request.Method+" is not allowed on "+c.Request.URL.Path, nil)
+	Error(c, http.StatusMethodNotAllowed, "method "+Method(c)+" is not allowed on "+c.Request.URL.Path, nil)
 }
 
 // NewEngine returns a gin engine with the shared middleware installed: the

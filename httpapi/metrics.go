@@ -49,7 +49,7 @@ func (m *Metrics) Middleware(engine string) gin.HandlerFunc {
 			// Unmatched paths share one label so clients cannot grow the series.
 			route = "unmatched"
 		}
-		method := c.Request.Method
+		method := Method(c)
 		m.requests.WithLabelValues(engine, route, method, strconv.Itoa(c.Writer.Status())).Inc()
 		m.duration.WithLabelValues(engine, route, method).Observe(time.Since(start).Seconds())
 	}

@@ -415,7 +415,7 @@ type projectorMetrics struct {
 // but not registered.
 func newProjectorMetrics(reg prometheus.Registerer) projectorMetrics {
 	f := promauto.With(reg)
-	return projectorMetrics{
+	m := projectorMetrics{
 		applied: f.NewCounter(prometheus.CounterOpts{
 			Name: "activityhistory_projector_events_applied_total",
 			Help: "Activities applied to the read model.",
@@ -460,4 +460,13 @@ func newProjectorMetrics(reg prometheus.Registerer) projectorMetrics {
 			Help: "1 while this process holds the projector lease and applies; 0 on standby.",
 		}),
 	}
+	// Every known series from the start, at zero: a rate() or an alert on
+	// them works before the first increment.
+	for _, reason := range []string{"unknown_type", "undecodable"} {
+		m.skipped.WithLabelValues(reason)
+	}
+	for _, op := range []string{"checkpoint", "subscribe", "apply"} {
+		m.errors.WithLabelValues(op)
+	}
+	return m
 }

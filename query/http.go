@@ -60,7 +60,7 @@ func NewEngine(svc *Service, deps EngineDeps) *Engine {
 	api.Use(h.await)
 	api.GET("", h.history)
 	api.GET("/:id", h.get)
-	return &Engine{FoldedEngine: &httpapi.FoldedEngine{Engine: e, Prefix: APIPath}}
+	return &Engine{FoldedEngine: httpapi.Fold(e)}
 }
 
 func lowerASCII(b byte) byte {

@@ -451,7 +451,8 @@ func TestHistoryErrors(t *testing.T) {
 		{"pilot's non-guid targetId", "targetId=12345667890", 400, "targetId"},
 		{"missing targetId", "", 400, "targetId"},
 		{"empty targetId", "targetId=", 400, "targetId"},
-		{"braced guid", "targetId={" + targetA + "}", 400, "targetId"},
+		{"half-braced guid", "targetId={" + targetA, 400, "targetId"},
+		{"bracket-wrapped guid", "targetId=[" + targetA + "]", 400, "targetId"},
 		{"targetId twice", "targetId=" + targetA + "&targetId=" + targetB, 400, "targetId"},
 		{"targetId twice in two cases", "targetId=" + targetA + "&TARGETID=" + targetA, 400, "targetId"},
 		{"pageSize 0", "targetId=" + targetA + "&pageSize=0", 400, "pageSize"},
@@ -522,7 +523,13 @@ func TestGetByID(t *testing.T) {
 	}
 	checkError(t, f.get(t, f.url+"/api/v1/activityHistory/"+unknown), 404, "")
 	checkError(t, f.get(t, f.url+"/api/v1/activityHistory/not-a-uuid"), 400, "id")
-	checkError(t, f.get(t, f.url+"/api/v1/activityHistory/%7B"+acts[1].ID+"%7D"), 400, "id")
+	checkError(t, f.get(t, f.url+"/api/v1/activityHistory/%7B"+acts[1].ID), 400, "id")
+	// The pilot's .NET Guid spellings, as its clients may send them.
+	for _, id := range []string{"%7B" + acts[1].ID + "%7D", "(" + acts[1].ID + ")"} {
+		if r := f.get(t, f.url+"/api/v1/activityHistory/"+id); r.status != http.StatusOK || !bytes.Equal(r.body, want) {
+			t.Errorf("GET %s: %d %s", id, r.status, r.body)
+		}
+	}
 }
 
 func TestPathAnyCase(t *testing.T) {
@@ -531,20 +538,20 @@ func TestPathAnyCase(t *testing.T) {
 	acts := f.add(t, targetA, 2)
 	for _, path := range []string{
 		"/api/v1/activityHistory", "/api/v1/activityhistory", "/api/v1/ACTIVITYHISTORY",
-		"/API/V1/ActivityHistory",
+		"/API/V1/ActivityHistory", "/api/v1/activityHistory/",
 	} {
 		p := decodePage(t, f.get(t, f.url+path+"?targetId="+targetA))
 		if len(p.results) != 2 {
 			t.Errorf("%s: %d results", path, len(p.results))
 		}
-		r := f.get(t, f.url+path+"/"+acts[0].ID)
+		r := f.get(t, f.url+strings.TrimSuffix(path, "/")+"/"+acts[0].ID+"/")
 		if r.status != http.StatusOK {
 			t.Errorf("%s/{id}: %d %s", path, r.status, r.body)
 		}
 	}
 	// Near misses are not folded onto the API, and nothing redirects.
 	for _, path := range []string{
-		"/api/v1/activityHistorys", "/api/v1/activityHistory/", "/api/v2/activityhistory",
+		"/api/v1/activityHistorys", "/api/v1/activityHistory//", "/api/v2/activityhistory",
 		"/api/v1/activityHi%C5%BFtory", // long s folds to s in Unicode, not here
 	} {
 		checkError(t, f.noRoute(t, http.MethodGet, f.url+path+"?targetId="+targetA), 404, "")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -45,11 +46,19 @@ func newAuthenticator(cfg config, log *slog.Logger, stdout io.Writer) (*auth.Aut
 		return a, nil, err
 	}
 	ac := auth.Config{
-		ReadGroups:   cfg.AuthReadGroups,
-		WriteGroups:  cfg.AuthWriteGroups,
-		AuditGroups:  cfg.AuthAuditGroups,
-		ExportGroups: cfg.AuthExportGroups,
-		Skew:         cfg.AuthClockSkew,
+		ReadGroups:      cfg.AuthReadGroups,
+		WriteGroups:     cfg.AuthWriteGroups,
+		AuditGroups:     cfg.AuthAuditGroups,
+		ExportGroups:    cfg.AuthExportGroups,
+		Skew:            cfg.AuthClockSkew,
+		JWKSURLs:        cfg.AuthJWKSURLs,
+		Issuer:          cfg.AuthIssuer,
+		Audience:        cfg.AuthAudience,
+		GroupsClaim:     cfg.AuthGroupsClaim,
+		NameClaim:       cfg.AuthNameClaim,
+		EmailClaim:      cfg.AuthEmailClaim,
+		AllowMissingExp: !cfg.AuthRequireExp,
+		MaxTokenAge:     cfg.AuthMaxTokenAge,
 	}
 	if cfg.AuthJWTSecret != "" {
 		ac.HMACSecret = []byte(cfg.AuthJWTSecret)
@@ -61,9 +70,9 @@ func newAuthenticator(cfg config, log *slog.Logger, stdout io.Writer) (*auth.Aut
 		}
 		ac.PublicKeysPEM = pem
 	}
-	dev := ac.HMACSecret == nil && ac.PublicKeysPEM == nil
+	dev := ac.HMACSecret == nil && ac.PublicKeysPEM == nil && len(ac.JWKSURLs) == 0
 	if dev && !cfg.AuthDev {
-		return nil, nil, errors.New("no authentication configured: set AUTH_JWT_SECRET and/or AUTH_JWT_PUBLIC_KEYS with AUTH_READ_GROUPS/AUTH_WRITE_GROUPS, " +
+		return nil, nil, errors.New("no authentication configured: set AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEYS and/or AUTH_JWKS_URL with AUTH_READ_GROUPS/AUTH_WRITE_GROUPS, " +
 			"or --dev-auth (AUTH_DEV=true) for a development token, or AUTH_DISABLED=true to run without authentication")
 	}
 	if dev {
@@ -95,6 +104,17 @@ func newAuthenticator(cfg config, log *slog.Logger, stdout io.Writer) (*auth.Aut
 	if kids := a.KeyIDs(); len(kids) > 0 {
 		log.Info("auth: public keys loaded", "kids", kids)
 	}
+	if len(ac.JWKSURLs) > 0 {
+		log.Info("auth: signing keys from JWKS", "urls", ac.JWKSURLs, "groupsClaim", cfg.AuthGroupsClaim)
+		if err := a.Ready(context.Background()); err != nil {
+			// Tokens are 401 and /readyz says why until a fetch succeeds.
+			log.Warn("auth: JWKS not available yet", "err", err)
+		}
+	}
+	if !cfg.AuthRequireExp {
+		log.Warn("auth: tokens without exp are accepted (AUTH_REQUIRE_EXP=false): a leaked token stays valid until its signing key changes" +
+			ageNote(cfg.AuthMaxTokenAge))
+	}
 	if dev {
 		log.Warn("auth: development mode, with a secret generated in the data dir; do not use in production",
 			"secretFile", filepath.Join(cfg.DataDir, "dev-jwt.key"))
@@ -112,6 +132,13 @@ func newAuthenticator(cfg config, log *slog.Logger, stdout io.Writer) (*auth.Aut
 	}
 	groups := append(slices.Clone(ac.ReadGroups), ac.AuditGroups...)
 	return a, &devTokens{secret: ac.HMACSecret, pageGroups: slices.Compact(slices.Sorted(slices.Values(groups)))}, nil
+}
+
+func ageNote(maxAge time.Duration) string {
+	if maxAge == 0 {
+		return "; set AUTH_MAX_TOKEN_AGE to bound it"
+	}
+	return " or is older than AUTH_MAX_TOKEN_AGE=" + maxAge.String()
 }
 
 // printDevBanner goes to stdout, not the log: tokens never go into logs.

@@ -46,10 +46,42 @@ type config struct {
 	AuthAuditGroups   []string
 	AuthExportGroups  []string
 	AuthClockSkew     time.Duration
+	AuthRequireExp    bool
+	AuthMaxTokenAge   time.Duration
+	AuthJWKSURLs      []string
+	AuthIssuer        string
+	AuthAudience      []string
+	AuthGroupsClaim   string
+	AuthNameClaim     string
+	AuthEmailClaim    string
 	CORSAllowedOrigin []string
+	CORSAllowedHeader []string
 
 	ingestConfig
 }
+
+// summaries are the one-line summaries of the sub-commands, as in usage.
+var summaries = map[string]string{
+	"serve":  "run the service (roles: command, query, projector)",
+	"token":  "mint a development JWT",
+	"verify": "verify the hash chain of one stream or all of them",
+	"load":   "drive a running service with writers and readers; report throughput and latency",
+}
+
+// newFlags returns the flag set of sub-command name: its -h starts with
+// the command's one-line summary.
+func newFlags(name string, getenv func(string) string, stderr io.Writer) (*flag.FlagSet, *envFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "activityhistory %s: %s\n\nUsage: activityhistory %s [flags]\n\nFlags:\n", name, summaries[name], name)
+		fs.PrintDefaults()
+	}
+	return fs, &envFlags{fs: fs, getenv: getenv}
+}
+
+// errHelp is -h or --help: the usage was printed, and that is success.
+var errHelp = errors.New("help requested")
 
 // envFlags binds flags to environment variables: a flag's default is its
 // variable's value when set, so the command line wins over the environment.
@@ -77,7 +109,11 @@ func (e *envFlags) str(p *string, flagName, envName, def, help string) {
 
 func (e *envFlags) list(p *[]string, flagName, envName, def, help string) {
 	*p = splitList(e.env(envName, def))
-	e.fs.Func(flagName, help+", comma-separated (env "+envName+")", func(s string) error {
+	help += ", comma-separated (env " + envName + ")"
+	if def != "" {
+		help += fmt.Sprintf(` (default %q)`, def)
+	}
+	e.fs.Func(flagName, help, func(s string) error {
 		*p = splitList(s)
 		return nil
 	})
@@ -112,12 +148,12 @@ func (e *envFlags) duration(p *time.Duration, flagName, envName string, def time
 	e.fs.DurationVar(p, flagName, v, help+" (env "+envName+")")
 }
 
-// parse parses args, then reports bad environment values; -h and bad
-// flags give errUsage.
+// parse parses args, then reports bad environment values; -h gives
+// errHelp, bad flags errUsage.
 func (e *envFlags) parse(args []string) error {
 	if err := e.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errUsage
+			return errHelp
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -139,9 +175,7 @@ func splitList(s string) []string {
 
 func parseServeConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	var c config
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	e := &envFlags{fs: fs, getenv: getenv}
+	_, e := newFlags("serve", getenv, stderr)
 	e.list(&c.Roles, "roles", "ROLES", "command,query,projector", "roles to run: command, query, projector")
 	e.str(&c.HTTPAddr, "http-addr", "HTTP_ADDR", "127.0.0.1:8080", "address to serve HTTP on")
 	e.str(&c.DataDir, "data-dir", "DATA_DIR", "./data", "directory for the embedded event store and generated dev secrets")
@@ -171,8 +205,17 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.list(&c.AuthWriteGroups, "auth-write-groups", "AUTH_WRITE_GROUPS", "", "groups allowed to record activities")
 	e.list(&c.AuthAuditGroups, "auth-audit-groups", "AUTH_AUDIT_GROUPS", "", "groups allowed to replay and verify streams, and to export")
 	e.list(&c.AuthExportGroups, "auth-export-groups", "AUTH_EXPORT_GROUPS", "", "groups allowed to export (besides the audit groups)")
-	e.duration(&c.AuthClockSkew, "auth-clock-skew", "AUTH_CLOCK_SKEW", 30*time.Second, "allowed clock skew for exp/nbf")
+	e.duration(&c.AuthClockSkew, "auth-clock-skew", "AUTH_CLOCK_SKEW", 30*time.Second, "allowed clock skew for exp/nbf/iat")
+	e.boolean(&c.AuthRequireExp, "auth-require-exp", "AUTH_REQUIRE_EXP", true, "refuse tokens without exp; false accepts the council's user tokens, which have none (warns at start)")
+	e.duration(&c.AuthMaxTokenAge, "auth-max-token-age", "AUTH_MAX_TOKEN_AGE", 0, "refuse tokens whose iat is older than this, and tokens without iat; 0 = no limit")
+	e.list(&c.AuthJWKSURLs, "auth-jwks-url", "AUTH_JWKS_URL", "", "JWKS URLs of RS256/ES256 signing keys (Cognito: https://cognito-idp.<region>.amazonaws.com/<pool>/.well-known/jwks.json)")
+	e.str(&c.AuthIssuer, "auth-issuer", "AUTH_ISSUER", "", "required iss of tokens; empty = not checked")
+	e.list(&c.AuthAudience, "auth-audience", "AUTH_AUDIENCE", "", "accepted aud values of tokens; empty = not checked")
+	e.str(&c.AuthGroupsClaim, "auth-groups-claim", "AUTH_GROUPS_CLAIM", "groups", "claim holding the caller's groups: an array, or a string split on ; and , (Cognito: custom:groups)")
+	e.str(&c.AuthNameClaim, "auth-name-claim", "AUTH_NAME_CLAIM", "name", "claim giving authorDetails.fullName when a POST has none")
+	e.str(&c.AuthEmailClaim, "auth-email-claim", "AUTH_EMAIL_CLAIM", "email", "claim giving authorDetails.email when a POST has none")
 	e.list(&c.CORSAllowedOrigin, "cors-allowed-origins", "CORS_ALLOWED_ORIGINS", "*", "origins allowed by CORS")
+	e.list(&c.CORSAllowedHeader, "cors-allowed-headers", "CORS_ALLOWED_HEADERS", "*", "request headers allowed by CORS besides Authorization, Content-Type, x-correlation-id and traceparent; * = any")
 	c.ingestConfig.flags(e, true)
 	if err := e.parse(args); err != nil {
 		return c, err
@@ -203,8 +246,11 @@ func (c *config) check() error {
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel))
 	}
-	if c.AuthDisabled && (c.AuthJWTSecret != "" || c.AuthPublicKeys != "") {
-		errs = append(errs, errors.New("AUTH_DISABLED=true with AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEYS set: choose one"))
+	if c.AuthDisabled && (c.AuthJWTSecret != "" || c.AuthPublicKeys != "" || len(c.AuthJWKSURLs) > 0) {
+		errs = append(errs, errors.New("AUTH_DISABLED=true with AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEYS or AUTH_JWKS_URL set: choose one"))
+	}
+	if c.AuthMaxTokenAge < 0 {
+		errs = append(errs, fmt.Errorf("AUTH_MAX_TOKEN_AGE=%s: must not be negative", c.AuthMaxTokenAge))
 	}
 	if c.PageCacheMB < 0 {
 		errs = append(errs, fmt.Errorf("PAGE_CACHE_MB=%d: want 0 (off) or more", c.PageCacheMB))

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -84,9 +83,7 @@ func load(ctx context.Context, args []string, getenv func(string) string, stdout
 
 func parseLoadConfig(args []string, getenv func(string) string, stderr io.Writer) (loadConfig, error) {
 	c := loadConfig{Groups: []string{devGroup}}
-	fs := flag.NewFlagSet("load", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	e := &envFlags{fs: fs, getenv: getenv}
+	fs, e := newFlags("load", getenv, stderr)
 	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8080", "base URL of the service")
 	e.str(&c.Token, "token", "TOKEN", "", "bearer token with read and write groups")
 	e.str(&c.Secret, "secret", "AUTH_JWT_SECRET", "", "HS256 secret to mint a token with when --token is empty")

@@ -9,6 +9,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/council/activityhistory/httpapi"
 )
 
 // healthTimeout bounds a health or readiness answer.
@@ -21,17 +23,19 @@ type check struct {
 	ping        func(ctx context.Context) error
 }
 
+// healthEntry is one check, in the Hackney health writer's shape and order.
 type healthEntry struct {
-	Status           string  `json:"status"`
-	Description      string  `json:"description"`
-	DurationMs       float64 `json:"durationMs"`
-	ExceptionMessage *string `json:"exceptionMessage"`
+	Data             map[string]any `json:"data"`
+	Description      string         `json:"description"`
+	DurationMs       float64        `json:"durationMs"`
+	ExceptionMessage *string        `json:"exceptionMessage"`
+	Status           string         `json:"status"`
 }
 
 type healthReport struct {
+	Entries         map[string]healthEntry `json:"entries"`
 	Status          string                 `json:"status"`
 	TotalDurationMs float64                `json:"totalDurationMs"`
-	Entries         map[string]healthEntry `json:"entries"`
 }
 
 // ops serves the endpoints that need no token: health, readiness, metrics.
@@ -56,7 +60,7 @@ func (o *ops) health(ctx context.Context) (healthReport, bool) {
 		go func() {
 			t := time.Now()
 			err := c.ping(ctx)
-			results <- result{i: i, err: err, e: healthEntry{Description: c.description, DurationMs: ms(time.Since(t))}}
+			results <- result{i: i, err: err, e: healthEntry{Data: map[string]any{}, Description: c.description, DurationMs: ms(time.Since(t))}}
 		}()
 	}
 	healthy := true
@@ -72,7 +76,7 @@ func (o *ops) health(ctx context.Context) (healthReport, bool) {
 		case <-ctx.Done():
 			for i := range pending {
 				msg := "no answer within " + healthTimeout.String()
-				rep.Entries[o.checks[i].name] = healthEntry{Status: "Unhealthy", Description: o.checks[i].description,
+				rep.Entries[o.checks[i].name] = healthEntry{Data: map[string]any{}, Status: "Unhealthy", Description: o.checks[i].description,
 					DurationMs: ms(time.Since(start)), ExceptionMessage: &msg}
 			}
 			rep.Status = "Unhealthy"
@@ -113,11 +117,18 @@ func (o *ops) mount(r gin.IRoutes) {
 	})
 	r.GET("/readyz", func(c *gin.Context) {
 		if !o.ready.Load() {
+			httpapi.Expected(c)
 			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "starting"})
 			return
 		}
-		if _, ok := o.health(c.Request.Context()); !ok {
-			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "dependency down"})
+		if rep, ok := o.health(c.Request.Context()); !ok {
+			reasons := map[string]string{}
+			for name, e := range rep.Entries {
+				if e.ExceptionMessage != nil {
+					reasons[name] = *e.ExceptionMessage
+				}
+			}
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "dependency down", "reasons": reasons})
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})

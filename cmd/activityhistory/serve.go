@@ -61,16 +61,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer logw.Close()
 	log := newLogger(cfg, logw)
 
+	// Listen first: a busy port fails before anything starts or a dev
+	// token is printed.
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (set HTTP_ADDR or --http-addr to use another address): %w", cfg.HTTPAddr, err)
+	}
+	cfg.HTTPAddr = ln.Addr().String() // the port chosen for :0, in the banner
 	app, err := build(ctx, cfg, log, stdout)
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	defer app.close()
-
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
-	}
 	return app.run(ctx, ln)
 }
 
@@ -159,6 +162,10 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		if authn, dev, err = newAuthenticator(cfg, log, stdout); err != nil {
 			return nil, err
 		}
+		a.closers = append(a.closers, authn.Close)
+		if len(cfg.AuthJWKSURLs) > 0 {
+			checks = append(checks, check{name: "JWKS", description: "token signing keys at AUTH_JWKS_URL", ping: authn.Ready})
+		}
 	}
 	metrics := httpapi.NewMetrics(reg)
 	o := &ops{checks: checks, ready: a.ready, reg: reg}
@@ -227,10 +234,10 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		// Projector only: still serve health and metrics.
 		e := httpapi.NewEngine("ops", log, metrics)
 		o.mount(e)
-		queryEngine = e
+		queryEngine = httpapi.Fold(e)
 		a.engines = append(a.engines, e)
 	}
-	a.handler = httpapi.CORS(cfg.CORSAllowedOrigin, splitByMethod(queryEngine, cmdEngine))
+	a.handler = httpapi.CORS(cfg.CORSAllowedOrigin, cfg.CORSAllowedHeader, splitByMethod(queryEngine, cmdEngine))
 	return a, nil
 }
 

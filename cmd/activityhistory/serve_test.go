@@ -462,21 +462,14 @@ func TestCORS(t *testing.T) {
 	env := baseEnv(t.TempDir())
 	env["CORS_ALLOWED_ORIGINS"] = "https://portal.example.org"
 	s := start(t, env)
-	req := request(t, "OPTIONS", s.url+"/api/v1/activityHistory", "", nil)
-	req.Header.Set("Origin", "https://portal.example.org")
-	req.Header.Set("Access-Control-Request-Method", "POST")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := preflight(t, s.url+"/api/v1/activityHistory", "https://portal.example.org", "POST", "")
 	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://portal.example.org" ||
 		!strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "x-correlation-id") {
 		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
 	}
-	req = request(t, "GET", s.url+"/healthz", "", nil)
+	req := request(t, "GET", s.url+"/healthz", "", nil)
 	req.Header.Set("Origin", "https://evil.example.org")
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -13,9 +12,7 @@ import (
 )
 
 func verify(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	e := &envFlags{fs: fs, getenv: getenv}
+	fs, e := newFlags("verify", getenv, stderr)
 	var cfg config
 	var target string
 	var all bool
@@ -81,6 +78,10 @@ func verifyOne(ctx context.Context, s store, target string, stdout io.Writer) er
 	} else {
 		head, err = eventstore.Verify(ctx, s, target, nil)
 	}
+	var chainErr *eventstore.ChainError
+	if errors.Is(err, eventstore.ErrNotFound) && !errors.As(err, &chainErr) {
+		return fmt.Errorf("%w: %q has no records and no recorded head", errNoStream, target)
+	}
 	if err != nil {
 		fmt.Fprintf(stdout, "FAIL %s: %v\n", target, err)
 		return errors.New("verification failed")
@@ -120,7 +121,7 @@ func verifyAll(ctx context.Context, s store, stdout, stderr io.Writer) error {
 		for _, e := range chainErrors(err) {
 			fail(e.Stream, e)
 		}
-		fmt.Fprintf(stderr, "%d recorded heads\n", len(recorded))
+		fmt.Fprintf(stderr, "%s\n", plural(len(recorded), "recorded head"))
 	}
 	end, err := p.LastPosition(ctx)
 	if err != nil {
@@ -166,7 +167,7 @@ func verifyAll(ctx context.Context, s store, stdout, stderr io.Writer) error {
 			}
 			if time.Since(last) > time.Second {
 				last = time.Now()
-				fmt.Fprintf(stderr, "verified %d records of %d streams (position %d of %d)\n", seen, len(heads), batch[len(batch)-1].Position, end)
+				fmt.Fprintf(stderr, "verified %s of %s (position %d of %d)\n", plural(int(seen), "record"), plural(len(heads), "stream"), batch[len(batch)-1].Position, end)
 			}
 			return nil
 		})
@@ -202,17 +203,29 @@ func verifyAll(ctx context.Context, s store, stdout, stderr io.Writer) error {
 			unrecorded++
 		}
 	}
-	fmt.Fprintf(stderr, "verified %d records in %d streams\n", seen, streams)
+	fmt.Fprintf(stderr, "verified %s in %s\n", plural(int(seen), "record"), plural(streams, "stream"))
 	if unrecorded > 0 {
 		// Written before heads were kept, or the writer stopped between
 		// the append and the head update: checked by their chain alone.
-		fmt.Fprintf(stderr, "%d streams have no recorded head; their chains were checked\n", unrecorded)
+		fmt.Fprintf(stderr, "%s no recorded head; their chains were checked\n", plural(unrecorded, "stream")+map[bool]string{true: " has", false: " have"}[unrecorded == 1])
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("%d of %d streams failed verification", len(failed), streams)
+		return fmt.Errorf("%d of %s failed verification", len(failed), plural(streams, "stream"))
 	}
-	fmt.Fprintf(stdout, "OK all %d streams\n", streams)
+	fmt.Fprintf(stdout, "OK all %s\n", plural(streams, "stream"))
 	return nil
+}
+
+// errNoStream is a --target that names no stream: exit 2, not 1, so that a
+// typo is told apart from a failed verification.
+var errNoStream = errors.New("no such stream")
+
+// plural is "1 stream", "2 streams".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // chainErrors lists the chain errors in err, which may be joined.

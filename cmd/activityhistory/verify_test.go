@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,6 +104,11 @@ func TestVerifyAll(t *testing.T) {
 	err, out = verifyRun(t, dir, "--target", "tenure-2")
 	if err != nil || !strings.HasPrefix(out, "OK tenure-2: 3 records") {
 		t.Fatalf("untouched target: %v, %q", err, out)
+	}
+	// A target with no stream is not a failed verification: exit 2.
+	err, _ = verifyRun(t, dir, "--target", "nobody-0")
+	if !errors.Is(err, errNoStream) || exitCode(err) != 2 || !strings.Contains(err.Error(), "no such stream") {
+		t.Fatalf("unknown target: %v (exit %d), want no such stream, exit 2", err, exitCode(err))
 	}
 
 	// A record appended behind the store's back, with made-up headers.

@@ -84,6 +84,7 @@ type Store struct {
 	cfg     Config
 	log     *slog.Logger
 	ns      *server.Server // nil when external
+	dir     *dirLock       // the embedded server's data dir; nil when external
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	kv      jetstream.KeyValue // recorded heads
@@ -136,6 +137,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		err = s.connect()
 	}
 	if err != nil {
+		s.dir.release()
 		return nil, err
 	}
 	if err := s.replies.subscribe(s.nc); err != nil {
@@ -223,6 +225,12 @@ func checkConfig(cfg Config) error {
 }
 
 func (s *Store) startEmbedded() (err error) {
+	// Before anything is opened for write: one server per data dir.
+	lock, err := lockDir(s.cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("open natsjs: %w", err)
+	}
+	s.dir = lock
 	opts := &server.Options{
 		ServerName: "activityhistory",
 		JetStream:  true,
@@ -268,7 +276,10 @@ func (s *Store) connect() error {
 		nats.ReconnectWait(500*time.Millisecond),
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("nats disconnected", "err", err)
+			// Close disconnects too, with no error: that is no news.
+			if err != nil && !s.closed() {
+				log.Warn("nats disconnected", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
@@ -352,6 +363,7 @@ func (s *Store) Close() error {
 			s.ns.Shutdown()
 			s.ns.WaitForShutdown()
 		}
+		s.dir.release()
 	})
 	return nil
 }
