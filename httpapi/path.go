@@ -128,7 +128,7 @@ func matchRoute(route, segs []string) (literal int, ok bool) {
 			}
 			continue
 		}
-		if !asciiEqualFold(rs, segs[i]) {
+		if !EqualFoldASCII(rs, segs[i]) {
 			return 0, false
 		}
 		literal++
@@ -163,7 +163,8 @@ func (w headWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 func (w headWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func asciiEqualFold(a, b string) bool {
+// EqualFoldASCII reports whether a and b are equal ignoring ASCII case.
+func EqualFoldASCII(a, b string) bool {
 	if len(a) != len(b) {
 		return false
 	}

@@ -63,13 +63,6 @@ func NewEngine(svc *Service, deps EngineDeps) *Engine {
 	return &Engine{FoldedEngine: httpapi.Fold(e)}
 }
 
-func lowerASCII(b byte) byte {
-	if 'A' <= b && b <= 'Z' {
-		return b + 'a' - 'A'
-	}
-	return b
-}
-
 type handlers struct {
 	svc *Service
 }
@@ -264,7 +257,7 @@ func Outcome(err error) string {
 func param(q url.Values, name string) (v string, ok bool) {
 	vals := q[name]
 	for k, vs := range q {
-		if k != name && len(k) == len(name) && foldEqual(k, name) {
+		if k != name && httpapi.EqualFoldASCII(k, name) {
 			vals = append(vals[:len(vals):len(vals)], vs...)
 		}
 	}
@@ -294,21 +287,11 @@ func PathParam(c *gin.Context, name string) string {
 func Params(q url.Values, name string) []string {
 	var out []string
 	for k, vs := range q {
-		if len(k) == len(name) && foldEqual(k, name) {
+		if httpapi.EqualFoldASCII(k, name) {
 			out = append(out, vs...)
 		}
 	}
 	return out
-}
-
-// foldEqual compares strings of equal length, ignoring ASCII case.
-func foldEqual(a, b string) bool {
-	for i := 0; i < len(a); i++ {
-		if lowerASCII(a[i]) != lowerASCII(b[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // clip keeps client input in logs short.
