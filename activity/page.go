@@ -23,6 +23,10 @@ type PageQuery struct {
 	// by one (0: the read model's default). A page stopped by it has
 	// fewer than Limit entries and a ScannedTo to continue below.
 	MaxScan int
+	// MinPosition is the event store position the answer must reflect (a
+	// read-your-writes request; 0 = any): a cache in front of the read
+	// model serves a page only when it knows of every change up to it.
+	MinPosition uint64
 }
 
 // Page is what a read model returns for a PageQuery.

@@ -15,28 +15,51 @@ type Model interface {
 }
 
 // PageCache keeps the first pages of targets in process, in front of a
-// read model whose every write goes through this PageCache's Apply — that
-// is, whose only writer is the projector of this process. It is a Model:
-// give it to the projector and to the query side.
+// read model. It learns of changes in one of two ways:
+//
+//   - In process: every write goes through this PageCache's Apply and
+//     Forget — its read model's only writer is the projector of this
+//     process (the in-memory model). Give it to the projector and to the
+//     query side.
+//   - From Redis (FollowRedis): the projector, in any process, announces
+//     the targets of each batch it applies on a channel (see changes.go);
+//     every query process subscribes and drops those targets' pages. Only
+//     the query side uses it then.
 //
 // A page is never older than what the read model serves once the
 // checkpoint covers a batch: while a batch for a target is being applied
-// its cached pages are neither served nor stored, and after it they are
-// dropped, before and after the checkpoint moves. A read that began before
-// an apply finished is not cached. Only first pages (no cursor) are kept:
-// they are what a hot target is asked for again and again; deeper pages go
-// to the read model, and so do filtered ones. The entries it returns are
-// shared: read-only.
+// in process its cached pages are neither served nor stored, and after it
+// they are dropped, before and after the checkpoint moves. From Redis, a
+// page is not served to a read that needs a position (PageQuery.MinPosition)
+// beyond the announcements received, and nothing is served or stored while
+// the subscription is not known to be up. A read that began before a
+// change of its target was learnt is not cached. A page is not served at
+// or after the soonest Expires of its entries. Only first pages (no
+// cursor) are kept: they are what a hot target is asked for again and
+// again; deeper pages go to the read model, and so do filtered ones. The
+// entries it returns are shared: read-only.
 type PageCache struct {
 	Model
 	// Now is the clock expiry is judged by (nil: time.Now): a page is not
 	// served from the cache once one of its entries expired.
 	Now func() time.Time
 	max int64 // bytes of documents
+	// read serves misses, Get and Ping: the Model unless ReadThrough
+	// replaced it (the query side's guarded reader).
+	read Reader
+	// generation names the read model's data readers use (Redis: it
+	// changes when a rebuild switches); a page is served only within the
+	// generation it was read from. nil: one generation.
+	generation func() string
+	redis      *Redis // feed: the read model announcing its changes
 
 	mu      sync.Mutex
 	targets map[string]*cachedTarget
-	size    int64 // bytes of the cached documents
+	size    int64  // bytes of the cached documents
+	epoch   uint64 // moves whenever every page is dropped at once
+	feed    bool   // changes come from Redis, not through Apply
+	live    bool   // feed: subscribed, so changes are being heard
+	through uint64 // feed: every change up to this position is heard
 }
 
 // cachedTarget is one target's cache state.
@@ -48,30 +71,35 @@ type cachedTarget struct {
 
 // cachedPage is a first page of limit entries.
 type cachedPage struct {
-	gen     uint64
-	page    activity.Page
-	size    int64
-	expires int64 // the soonest Expires of its entries, 0 = none
+	gen      uint64
+	modelGen string // the read model's generation it was read from
+	page     activity.Page
+	size     int64
+	expires  int64 // the soonest Expires of its entries, 0 = none
 }
 
 // NewPageCache returns m with a cache of first pages holding at most
 // maxBytes of documents; 0 turns caching off.
 func NewPageCache(m Model, maxBytes int64) *PageCache {
-	return &PageCache{Model: m, max: maxBytes, targets: map[string]*cachedTarget{}}
+	return &PageCache{Model: m, read: m, max: maxBytes, targets: map[string]*cachedTarget{}}
 }
+
+// ReadThrough makes misses, Get and Ping go to r (the same read model,
+// wrapped, e.g. with deadlines): a hit costs no more than a map lookup.
+func (c *PageCache) ReadThrough(r Reader) { c.read = r }
+
+// Get returns one document from the read model; documents are not cached.
+func (c *PageCache) Get(ctx context.Context, id string) ([]byte, bool, error) {
+	return c.read.Get(ctx, id)
+}
+
+// Ping checks the read model.
+func (c *PageCache) Ping(ctx context.Context) error { return c.read.Ping(ctx) }
 
 // Apply marks the batch's targets as changing, applies it (data, then
 // checkpoint) and drops their cached pages.
 func (c *PageCache) Apply(ctx context.Context, position uint64, acts []activity.Activity) error {
-	seen := make(map[string]bool, len(acts))
-	var targets []string
-	for _, a := range acts {
-		if !seen[a.TargetID] {
-			seen[a.TargetID] = true
-			targets = append(targets, a.TargetID)
-		}
-	}
-	return c.changing(targets, func() error { return c.Model.Apply(ctx, position, acts) })
+	return c.changing(batchTargets(acts), func() error { return c.Model.Apply(ctx, position, acts) })
 }
 
 // Forget removes the activities as Apply adds them: the target's cached
@@ -111,6 +139,30 @@ func (c *PageCache) changing(targets []string, change func() error) error {
 	return err
 }
 
+// changed drops a target's pages and keeps reads of it that began before
+// from being stored; c.mu is held.
+func (c *PageCache) changed(targetID string) {
+	if ct := c.targets[targetID]; ct != nil {
+		ct.gen++
+		c.dropPages(ct)
+		if ct.pending == 0 {
+			delete(c.targets, targetID)
+		}
+	}
+}
+
+// dropAll forgets every page, and keeps reads that began before from
+// being stored; c.mu is held.
+func (c *PageCache) dropAll() {
+	for t, ct := range c.targets {
+		c.dropPages(ct)
+		if ct.pending == 0 {
+			delete(c.targets, t)
+		}
+	}
+	c.epoch++
+}
+
 // dropPages forgets a target's pages; c.mu is held.
 func (c *PageCache) dropPages(ct *cachedTarget) {
 	for _, p := range ct.pages {
@@ -120,33 +172,43 @@ func (c *PageCache) dropPages(ct *cachedTarget) {
 }
 
 // Page serves an unfiltered first page from the cache when it can,
-// otherwise from the read model, keeping the answer when no apply touched
-// the target meanwhile.
+// otherwise from the read model, keeping the answer when no change of the
+// target was learnt meanwhile.
 func (c *PageCache) Page(ctx context.Context, targetID string, q activity.PageQuery) (activity.Page, error) {
 	if q.Before != "" || !q.Filter.IsZero() || q.MaxScan != 0 || c.max <= 0 {
-		return c.Model.Page(ctx, targetID, q)
+		return c.read.Page(ctx, targetID, q)
 	}
 	limit := q.Limit
+	modelGen := ""
+	if c.generation != nil {
+		modelGen = c.generation()
+	}
 	c.mu.Lock()
+	if c.feed && !c.live {
+		c.mu.Unlock()
+		return c.read.Page(ctx, targetID, q)
+	}
 	ct := c.targets[targetID]
 	if ct == nil {
 		ct = &cachedTarget{}
 		c.targets[targetID] = ct
 	}
-	if p, ok := ct.pages[limit]; ok && ct.pending == 0 && p.gen == ct.gen && !activity.Expired(p.expires, c.now()) {
+	if p, ok := ct.pages[limit]; ok && ct.pending == 0 && p.gen == ct.gen && p.modelGen == modelGen &&
+		(!c.feed || q.MinPosition <= c.through) && !activity.Expired(p.expires, c.now()) {
 		c.mu.Unlock()
 		return p.page, nil
 	}
-	gen, cacheable := ct.gen, ct.pending == 0
+	gen, epoch, cacheable := ct.gen, c.epoch, ct.pending == 0
 	c.mu.Unlock()
 
-	page, err := c.Model.Page(ctx, targetID, q)
+	page, err := c.read.Page(ctx, targetID, q)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Keep it only if the target did not change, nor its state get
-	// replaced, meanwhile.
-	if err == nil && page.Found && cacheable && c.targets[targetID] == ct && ct.gen == gen && ct.pending == 0 {
-		c.store(ct, limit, cachedPage{gen: gen, page: page, size: pageSize(page.Entries), expires: soonest(page.Entries)}, targetID)
+	// replaced, nor every page get dropped, meanwhile.
+	if err == nil && page.Found && cacheable && c.targets[targetID] == ct && ct.gen == gen && ct.pending == 0 &&
+		c.epoch == epoch && (!c.feed || c.live) {
+		c.store(ct, limit, cachedPage{gen: gen, modelGen: modelGen, page: page, size: pageSize(page.Entries), expires: soonest(page.Entries)}, targetID)
 	}
 	// A state with nothing in it goes, so that reads of targets without
 	// history cannot grow the map.

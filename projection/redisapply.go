@@ -32,7 +32,8 @@ const applyChunk = 200
 // must hold ("" = unfenced), its generation, "1" to check that the
 // generation is current, the position ("" = data only), the channel, the
 // number of targets, then per target its count and per activity id, sort
-// key, document; then the target id of each id key.
+// key, document; then the target id of each id key; with a position,
+// optionally the channel and message of a changeNote.
 //
 // Positions are decimal strings without leading zeros, compared by length
 // then bytes so that no precision is lost to Lua's doubles. Within a
@@ -73,6 +74,8 @@ if new ~= '' then
     redis.call('HSET', KEYS[3], ARGV[2], new)
   end
   redis.call('PUBLISH', ARGV[5], ARGV[2] .. ' ' .. new)
+  -- The changed targets, for page caches (changes.go).
+  if ARGV[a] then redis.call('PUBLISH', ARGV[a], ARGV[a + 1]) end
 end
 return 1
 `)
@@ -150,11 +153,12 @@ func redisMessage(err error) string {
 
 func (w *redisWriter) apply(ctx context.Context, position uint64, acts []activity.Activity) error {
 	pos := strconv.FormatUint(position, 10)
+	note := w.r.changeNote(w.gen, position, batchTargets(acts))
 	if w.r.cluster {
 		if err := w.applyData(ctx, acts); err != nil {
 			return err
 		}
-		return w.script(ctx, w.r.c, pos, nil, nil).Err()
+		return w.script(ctx, w.r.c, pos, nil, append([]any{0}, note...)).Err()
 	}
 	pipe := w.r.c.Pipeline()
 	for len(acts) > applyChunk {
@@ -171,7 +175,7 @@ func (w *redisWriter) apply(ctx context.Context, position uint64, acts []activit
 		return err
 	}
 	w.expiry(ctx, pipe, acts)
-	w.script(ctx, pipe, pos, keys, args)
+	w.script(ctx, pipe, pos, keys, append(args, note...))
 	_, err = pipe.Exec(ctx)
 	return err
 }

@@ -37,10 +37,12 @@ func (w *redisWriter) Forget(ctx context.Context, position uint64, targetID stri
 			return fmt.Errorf("forget %d of %s: %w", len(ids), targetID, err)
 		}
 	}
+	note := w.r.changeNote(w.gen, position, []string{targetID})
 	if position == 0 {
-		return nil
+		// No checkpoint to move: tell page caches all the same.
+		return w.r.c.Publish(ctx, note[0].(string), note[1]).Err()
 	}
-	err := w.script(ctx, w.r.c, strconv.FormatUint(position, 10), nil, nil).Err()
+	err := w.script(ctx, w.r.c, strconv.FormatUint(position, 10), nil, append([]any{0}, note...)).Err()
 	if err != nil && strings.HasPrefix(redisMessage(err), "FENCED") {
 		return fmt.Errorf("forget up to %d: %w: %v", position, ErrFenced, err)
 	}

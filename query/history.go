@@ -26,6 +26,9 @@ type HistoryRequest struct {
 	PageSize int
 	Token    string // "" for the first page
 	Filter   activity.FilterInput
+	// MinPosition is the store position the page must reflect (0 = any),
+	// already awaited: it keeps a cache from serving an older page.
+	MinPosition uint64
 }
 
 // HistoryPage is one page of a target's history.
@@ -101,7 +104,8 @@ func (s *Service) History(ctx context.Context, req HistoryRequest) (HistoryPage,
 	for {
 		got, err := s.r.Page(ctx, tid, activity.PageQuery{
 			Before: before, Limit: p.Read.Limit - len(entries), Filter: f,
-			MaxScan: min(scanPerCall, scanPerPage-p.Read.Scanned),
+			MaxScan:     min(scanPerCall, scanPerPage-p.Read.Scanned),
+			MinPosition: req.MinPosition,
 		})
 		if err != nil {
 			return p, fmt.Errorf("read history of %s: %w", tid, err)

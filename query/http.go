@@ -83,7 +83,7 @@ func (h handlers) history(c *gin.Context) {
 		}
 		return v
 	}
-	req := HistoryRequest{TargetID: one("targetId"), Token: one("paginationToken")}
+	req := HistoryRequest{TargetID: one("targetId"), Token: one("paginationToken"), MinPosition: c.GetUint64(awaitedKey)}
 	rawSize := one("pageSize")
 	req.Filter = activity.FilterInput{
 		From: one("from"), To: one("to"),
@@ -174,6 +174,9 @@ func (h handlers) get(c *gin.Context) {
 // the position, as the minPosition parameter does.
 const MinPositionHeader = "X-Min-Position"
 
+// awaitedKey holds, in the gin context, the position await waited for.
+const awaitedKey = "query.minPosition"
+
 // await holds a read until the read model has applied what it needs: the
 // position the client asked for (header or parameter; the higher counts)
 // and what the store held at start.
@@ -206,6 +209,9 @@ func (h handlers) await(c *gin.Context) {
 		h.logQuery(c, start, []slog.Attr{slog.String("query", "await"), slog.Uint64("minPosition", want)}, err)
 		h.fail(c, err)
 		return
+	}
+	if want > 0 {
+		c.Set(awaitedKey, want)
 	}
 	c.Next()
 }

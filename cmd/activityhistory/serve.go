@@ -83,7 +83,8 @@ type app struct {
 	log       *slog.Logger
 	store     store
 	model     readModel
-	redis     *projection.Redis // the model when it is Redis
+	redis     *projection.Redis     // the model when it is Redis
+	cache     *projection.PageCache // first pages kept for the query side; nil = none
 	projector *projection.Projector
 	query     *query.Service
 	ingest    *ingest.Consumer // nil unless INGEST_ENABLED
@@ -138,11 +139,15 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 			return nil, err
 		}
 		checks = append(checks, check{name: "ReadModel", description: modelDescription(cfg), ping: a.model.Ping})
-		// Exact only where this process's projector writes every change
-		// the query side reads: the in-memory model. Redis may be written
-		// by another process's projector (the lease).
-		if cfg.RedisURL == "" && cfg.has("query") && cfg.has("projector") && cfg.PageCacheMB > 0 {
-			a.model = projection.NewPageCache(a.model, int64(cfg.PageCacheMB)<<20)
+		// In memory, this process's projector writes every change through
+		// the cache; on Redis, whichever process projects announces them.
+		if cfg.has("query") && cfg.PageCacheMB > 0 {
+			if a.redis != nil {
+				a.cache = projection.NewRedisPageCache(a.redis, int64(cfg.PageCacheMB)<<20)
+			} else {
+				a.cache = projection.NewPageCache(a.model, int64(cfg.PageCacheMB)<<20)
+				a.model = a.cache
+			}
 			log.Info("page cache: first pages kept in process", "mb", cfg.PageCacheMB)
 		}
 	}
@@ -212,7 +217,13 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		if head != nil {
 			qopts.StartPosition = head.LastPosition
 		}
-		svc, err := query.New(guardedReader{r: a.model, g: modelGuard}, qopts)
+		var reader query.Reader = guardedReader{r: a.model, g: modelGuard}
+		if a.cache != nil {
+			// A hit costs a map lookup; a miss gets the deadline and breaker.
+			a.cache.ReadThrough(guardedReader{r: a.cache.Model, g: modelGuard})
+			reader = a.cache
+		}
+		svc, err := query.New(reader, qopts)
 		if err != nil {
 			return nil, err
 		}
@@ -511,6 +522,9 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	defer bg.Wait()
 	if a.redis != nil && a.query != nil {
 		bg.Go(func() { _ = a.redis.Follow(ctx) })
+		if a.cache != nil {
+			bg.Go(func() { a.cache.FollowRedis(ctx) })
+		}
 	}
 	if a.projector != nil && a.redis != nil {
 		// `activityhistory rebuild` without a store of its own asks here.
