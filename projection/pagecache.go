@@ -66,10 +66,15 @@ type PageCache struct {
 type cachedTarget struct {
 	gen     uint64 // moves at every apply that touches the target
 	pending int    // applies in progress
-	pages   map[int]cachedPage
+	pages   map[pageKey]cachedPage
 }
 
-// cachedPage is a first page of limit entries.
+// pageKey is what, besides the target, a first page depends on: its
+// limit, and its scan bound (which stops a page short past expired
+// entries).
+type pageKey struct{ limit, maxScan int }
+
+// cachedPage is a first page.
 type cachedPage struct {
 	gen      uint64
 	modelGen string // the read model's generation it was read from
@@ -175,10 +180,10 @@ func (c *PageCache) dropPages(ct *cachedTarget) {
 // otherwise from the read model, keeping the answer when no change of the
 // target was learnt meanwhile.
 func (c *PageCache) Page(ctx context.Context, targetID string, q activity.PageQuery) (activity.Page, error) {
-	if q.Before != "" || !q.Filter.IsZero() || q.MaxScan != 0 || c.max <= 0 {
+	if q.Before != "" || !q.Filter.IsZero() || c.max <= 0 {
 		return c.read.Page(ctx, targetID, q)
 	}
-	limit := q.Limit
+	key := pageKey{q.Limit, q.MaxScan}
 	modelGen := ""
 	if c.generation != nil {
 		modelGen = c.generation()
@@ -193,7 +198,7 @@ func (c *PageCache) Page(ctx context.Context, targetID string, q activity.PageQu
 		ct = &cachedTarget{}
 		c.targets[targetID] = ct
 	}
-	if p, ok := ct.pages[limit]; ok && ct.pending == 0 && p.gen == ct.gen && p.modelGen == modelGen &&
+	if p, ok := ct.pages[key]; ok && ct.pending == 0 && p.gen == ct.gen && p.modelGen == modelGen &&
 		(!c.feed || q.MinPosition <= c.through) && !activity.Expired(p.expires, c.now()) {
 		c.mu.Unlock()
 		return p.page, nil
@@ -208,7 +213,7 @@ func (c *PageCache) Page(ctx context.Context, targetID string, q activity.PageQu
 	// replaced, nor every page get dropped, meanwhile.
 	if err == nil && page.Found && cacheable && c.targets[targetID] == ct && ct.gen == gen && ct.pending == 0 &&
 		c.epoch == epoch && (!c.feed || c.live) {
-		c.store(ct, limit, cachedPage{gen: gen, modelGen: modelGen, page: page, size: pageSize(page.Entries), expires: soonest(page.Entries)}, targetID)
+		c.store(ct, key, cachedPage{gen: gen, modelGen: modelGen, page: page, size: pageSize(page.Entries), expires: soonest(page.Entries)}, targetID)
 	}
 	// A state with nothing in it goes, so that reads of targets without
 	// history cannot grow the map.
@@ -218,15 +223,15 @@ func (c *PageCache) Page(ctx context.Context, targetID string, q activity.PageQu
 	return page, err
 }
 
-// store keeps p as ct's page of limit, evicting other targets' pages to
+// store keeps p as ct's page of key, evicting other targets' pages to
 // stay within the budget; c.mu is held.
-func (c *PageCache) store(ct *cachedTarget, limit int, p cachedPage, targetID string) {
+func (c *PageCache) store(ct *cachedTarget, key pageKey, p cachedPage, targetID string) {
 	if p.size > c.max/8 {
 		return // one page may not crowd out the rest
 	}
-	if old, ok := ct.pages[limit]; ok {
+	if old, ok := ct.pages[key]; ok {
 		c.size -= old.size
-		delete(ct.pages, limit)
+		delete(ct.pages, key)
 	}
 	for c.size+p.size > c.max && c.evictOne(targetID) {
 	}
@@ -234,9 +239,9 @@ func (c *PageCache) store(ct *cachedTarget, limit int, p cachedPage, targetID st
 		return
 	}
 	if ct.pages == nil {
-		ct.pages = map[int]cachedPage{}
+		ct.pages = map[pageKey]cachedPage{}
 	}
-	ct.pages[limit] = p
+	ct.pages[key] = p
 	c.size += p.size
 }
 

@@ -128,6 +128,15 @@ func TestPageCacheServesRepeatsAndDropsOnApply(t *testing.T) {
 	if n := g.reads(); n != 1 {
 		t.Fatalf("read model read %d times for the same first page; want 1", n)
 	}
+	// The query side's first page: one more than asked, with a scan bound.
+	for range 2 {
+		if _, err := c.Page(ctx, target, activity.PageQuery{Limit: 11, MaxScan: 1000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := g.reads(); n != 2 {
+		t.Fatalf("read model read %d times; want 2 (a first page with a scan bound is cached too)", n)
+	}
 	// Deeper pages are not cached.
 	for range 2 {
 		if _, err := c.Page(ctx, target, activity.PageQuery{Before: acts[3].SortKey(), Limit: 2}); err != nil {
@@ -140,8 +149,8 @@ func TestPageCacheServesRepeatsAndDropsOnApply(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := g.reads(); n != 5 {
-		t.Fatalf("read model read %d times; want 5 (deep and filtered pages are not cached)", n)
+	if n := g.reads(); n != 6 {
+		t.Fatalf("read model read %d times; want 6 (deep and filtered pages are not cached)", n)
 	}
 	next := readmodeltest.Activity(target, 9, t0)
 	if err := c.Apply(ctx, 2, []activity.Activity{next}); err != nil {
