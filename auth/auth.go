@@ -130,6 +130,7 @@ type Authenticator struct {
 	now      func() time.Time
 	skew     time.Duration
 	maxAge   time.Duration
+	verified tokenCache
 
 	groupsClaim, nameClaim, emailClaim string
 }
@@ -380,6 +381,10 @@ func (a *Authenticator) verifyContext(ctx context.Context, token string) (Identi
 	case len(token) > maxTokenLen:
 		return Identity{}, &tokenError{desc: "token too long"}
 	}
+	now, keys := a.now(), a.keysVersion()
+	if id, ok := a.verified.get(token, now, keys); ok {
+		return id, nil
+	}
 	// MapClaims, not a struct: claim names are configured, and a time
 	// claim that is not a JSON number (say "exp":"1700000000") is refused
 	// rather than read as a number.
@@ -395,6 +400,8 @@ func (a *Authenticator) verifyContext(ctx context.Context, token string) (Identi
 	if err != nil {
 		return Identity{}, &tokenError{desc: err.Error(), err: err}
 	}
+	from, until := a.window(cl)
+	a.verified.put(token, id, from, until, keys)
 	return id, nil
 }
 

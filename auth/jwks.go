@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -34,6 +35,9 @@ type keySet struct {
 	client jwkset.Storage
 	status []*fetchStatus
 	cancel context.CancelFunc
+	// version moves at every fetch stored: tokens verified before are
+	// verified again (a key may have gone).
+	version atomic.Uint64
 }
 
 // fetchStatus is what is known of one URL's last fetch, for readiness.
@@ -76,10 +80,12 @@ func (s *fetchStatus) problem() error {
 // successful fetch replaces all keys.
 type statusStorage struct {
 	jwkset.Storage
-	status *fetchStatus
+	status  *fetchStatus
+	version *atomic.Uint64
 }
 
 func (s statusStorage) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error {
+	defer s.version.Add(1)
 	if err := s.Storage.KeyReplaceAll(ctx, given); err != nil {
 		return err
 	}
@@ -117,7 +123,7 @@ func newKeySet(cfg Config) (*keySet, error) {
 			NoErrorReturnFirstHTTPReq: true,
 			RefreshErrorHandler:       func(_ context.Context, err error) { st.failed(err) },
 			RefreshInterval:           cmp.Or(cfg.JWKSRefresh, DefaultJWKSRefresh),
-			Storage:                   statusStorage{Storage: jwkset.NewMemoryStorage(), status: st},
+			Storage:                   statusStorage{Storage: jwkset.NewMemoryStorage(), status: st, version: &ks.version},
 		})
 		if err != nil {
 			cancel()
