@@ -34,10 +34,12 @@ type Model interface {
 // beyond the announcements received, and nothing is served or stored while
 // the subscription is not known to be up. A read that began before a
 // change of its target was learnt is not cached. A page is not served at
-// or after the soonest Expires of its entries. Only first pages (no
-// cursor) are kept: they are what a hot target is asked for again and
-// again; deeper pages go to the read model, and so do filtered ones. The
-// entries it returns are shared: read-only.
+// or after the soonest Expires of its entries. Unfiltered pages are kept,
+// first pages (what a hot target is asked for again and again) and pages
+// below a cursor alike, at most maxPagesPerTarget per target; filtered
+// ones go to the read model. Any change of a target drops all its pages
+// (an activity may be dated anywhere in its history). The entries it
+// returns are shared: read-only.
 type PageCache struct {
 	Model
 	// Now is the clock expiry is judged by (nil: time.Now): a page is not
@@ -69,12 +71,20 @@ type cachedTarget struct {
 	pages   map[pageKey]cachedPage
 }
 
-// pageKey is what, besides the target, a first page depends on: its
-// limit, and its scan bound (which stops a page short past expired
-// entries).
-type pageKey struct{ limit, maxScan int }
+// pageKey is what, besides the target, an unfiltered page depends on:
+// where it starts, its limit, and its scan bound (which stops a page
+// short past expired entries).
+type pageKey struct {
+	before         string
+	limit, maxScan int
+}
 
-// cachedPage is a first page.
+// maxPagesPerTarget bounds the pages kept of one target, so that a
+// client paging through a long history does not crowd out the first
+// pages of every other.
+const maxPagesPerTarget = 64
+
+// cachedPage is one page.
 type cachedPage struct {
 	gen      uint64
 	modelGen string // the read model's generation it was read from
@@ -83,7 +93,7 @@ type cachedPage struct {
 	expires  int64 // the soonest Expires of its entries, 0 = none
 }
 
-// NewPageCache returns m with a cache of first pages holding at most
+// NewPageCache returns m with a cache of pages holding at most
 // maxBytes of documents; 0 turns caching off.
 func NewPageCache(m Model, maxBytes int64) *PageCache {
 	return &PageCache{Model: m, read: m, max: maxBytes, targets: map[string]*cachedTarget{}}
@@ -176,14 +186,14 @@ func (c *PageCache) dropPages(ct *cachedTarget) {
 	ct.pages = nil
 }
 
-// Page serves an unfiltered first page from the cache when it can,
+// Page serves an unfiltered page from the cache when it can,
 // otherwise from the read model, keeping the answer when no change of the
 // target was learnt meanwhile.
 func (c *PageCache) Page(ctx context.Context, targetID string, q activity.PageQuery) (activity.Page, error) {
-	if q.Before != "" || !q.Filter.IsZero() || c.max <= 0 {
+	if !q.Filter.IsZero() || c.max <= 0 {
 		return c.read.Page(ctx, targetID, q)
 	}
-	key := pageKey{q.Limit, q.MaxScan}
+	key := pageKey{q.Before, q.Limit, q.MaxScan}
 	modelGen := ""
 	if c.generation != nil {
 		modelGen = c.generation()
@@ -232,6 +242,9 @@ func (c *PageCache) store(ct *cachedTarget, key pageKey, p cachedPage, targetID 
 	if old, ok := ct.pages[key]; ok {
 		c.size -= old.size
 		delete(ct.pages, key)
+	}
+	if len(ct.pages) >= maxPagesPerTarget {
+		return
 	}
 	for c.size+p.size > c.max && c.evictOne(targetID) {
 	}

@@ -6,8 +6,11 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"hash"
+	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/council/activityhistory/activity"
@@ -54,7 +57,8 @@ const (
 // target or other filters. Position tokens do the same for a number within
 // a scope named by their user.
 type Cursors struct {
-	key []byte
+	key  []byte
+	macs sync.Pool // of keyed HMAC-SHA256 hashes, reset between uses
 }
 
 // NewCursors returns Cursors keyed by secret, which must be at least
@@ -65,7 +69,9 @@ func NewCursors(secret []byte) (*Cursors, error) {
 	}
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(keyLabel))
-	return &Cursors{key: m.Sum(nil)}, nil
+	cs := &Cursors{key: m.Sum(nil)}
+	cs.macs.New = func() any { return hmac.New(sha256.New, cs.key) }
+	return cs, nil
 }
 
 // Encode returns the token that continues targetID's unfiltered history
@@ -171,15 +177,17 @@ func (cs *Cursors) open(kind byte, scope []string, token string, maxLen int) (st
 // cannot run into each other) and the payload. For an unfiltered history
 // token this is the input of the first token version, which stays valid.
 func (cs *Cursors) mac(kind byte, scope []string, payload string) []byte {
-	m := hmac.New(sha256.New, cs.key)
+	m := cs.macs.Get().(hash.Hash)
+	defer func() { m.Reset(); cs.macs.Put(m) }()
 	m.Write([]byte{kind})
 	var n [binary.MaxVarintLen64]byte
 	for _, p := range scope {
 		m.Write(n[:binary.PutUvarint(n[:], uint64(len(p)))])
-		m.Write([]byte(p))
+		io.WriteString(m, p)
 	}
-	m.Write([]byte(payload))
-	return m.Sum(nil)[:macLen]
+	io.WriteString(m, payload)
+	var sum [sha256.Size]byte
+	return m.Sum(sum[:0])[:macLen]
 }
 
 // checkSortKey accepts what activity.Activity.SortKey produces.

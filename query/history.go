@@ -71,24 +71,30 @@ const tokenMessage = "is invalid or does not belong to this targetId and these f
 // continues below the last one examined.
 func (s *Service) History(ctx context.Context, req HistoryRequest) (HistoryPage, error) {
 	var p HistoryPage
-	bad := &activity.ValidationError{Fields: map[string][]string{}}
+	bad := map[string][]string(nil) // made on the first problem: most requests have none
+	refuse := func(field string, why ...string) {
+		if bad == nil {
+			bad = map[string][]string{}
+		}
+		bad[field] = why
+	}
 	tid, err := s.v.TargetID(req.TargetID)
 	if err != nil {
-		bad.Fields["targetId"] = []string{err.Error()}
+		refuse("targetId", err.Error())
 	}
 	if req.PageSize < 1 || req.PageSize > s.maxPageSize {
-		bad.Fields["pageSize"] = []string{s.pageSizeMessage()}
+		refuse("pageSize", s.pageSizeMessage())
 	}
 	f, err := s.v.Filter(req.Filter)
 	var fe *activity.ValidationError
 	if errors.As(err, &fe) {
 		for k, v := range fe.Fields {
-			bad.Fields[k] = v
+			refuse(k, v...)
 		}
 	}
-	if len(bad.Fields) > 0 {
+	if bad != nil {
 		// A token cannot be checked without a valid target id and filter.
-		return p, bad
+		return p, &activity.ValidationError{Fields: bad}
 	}
 	p.Read = ReadStats{TargetID: tid, Filter: f.String(), Limit: req.PageSize + 1}
 	p.Read.Lower, p.Read.Upper = f.KeyRange()

@@ -71,7 +71,7 @@ type handlers struct {
 // the filters from, to, type and sourceDomain.
 func (h handlers) history(c *gin.Context) {
 	start := time.Now()
-	q := c.Request.URL.Query()
+	q := queryOf(c)
 	var dups map[string][]string
 	one := func(name string) string {
 		v, ok := param(q, name)
@@ -183,25 +183,31 @@ const awaitedKey = "query.minPosition"
 func (h handlers) await(c *gin.Context) {
 	start := time.Now()
 	var want uint64
-	bad := map[string][]string{}
+	var bad map[string][]string
+	refuse := func(field, why string) {
+		if bad == nil {
+			bad = map[string][]string{}
+		}
+		bad[field] = []string{why}
+	}
 	if v := c.GetHeader(MinPositionHeader); v != "" {
 		n, err := ParsePosition(v)
 		if err != nil {
-			bad[MinPositionHeader] = []string{err.Error()}
+			refuse(MinPositionHeader, err.Error())
 		}
 		want = n
 	}
-	switch v, ok := param(c.Request.URL.Query(), "minPosition"); {
+	switch v, ok := param(queryOf(c), "minPosition"); {
 	case !ok:
-		bad["minPosition"] = []string{"must be given once"}
+		refuse("minPosition", "must be given once")
 	case v != "":
 		n, err := ParsePosition(v)
 		if err != nil {
-			bad["minPosition"] = []string{err.Error()}
+			refuse("minPosition", err.Error())
 		}
 		want = max(want, n)
 	}
-	if len(bad) > 0 {
+	if bad != nil {
 		h.fail(c, &activity.ValidationError{Fields: bad})
 		return
 	}
@@ -255,6 +261,20 @@ func Outcome(err error) string {
 	default:
 		return "error"
 	}
+}
+
+// queryKey holds the request's parsed query string in the gin context.
+const queryKey = "query.values"
+
+// queryOf is the request's query string, parsed once per request (await
+// and the handler both read it).
+func queryOf(c *gin.Context) url.Values {
+	if v, ok := c.Get(queryKey); ok {
+		return v.(url.Values)
+	}
+	q := c.Request.URL.Query()
+	c.Set(queryKey, q)
+	return q
 }
 
 // param returns the value of a query parameter, "" when absent. Names
