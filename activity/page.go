@@ -42,4 +42,7 @@ type Page struct {
 	// index in the read model (a Redis key): both for the query log.
 	Scanned int
 	Index   string
+	// Cached reports that a cache in front of the read model served it:
+	// no round trip was made.
+	Cached bool
 }

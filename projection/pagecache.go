@@ -211,7 +211,9 @@ func (c *PageCache) Page(ctx context.Context, targetID string, q activity.PageQu
 	if p, ok := ct.pages[key]; ok && ct.pending == 0 && p.gen == ct.gen && p.modelGen == modelGen &&
 		(!c.feed || q.MinPosition <= c.through) && !activity.Expired(p.expires, c.now()) {
 		c.mu.Unlock()
-		return p.page, nil
+		page := p.page
+		page.Cached = true
+		return page, nil
 	}
 	gen, epoch, cacheable := ct.gen, c.epoch, ct.pending == 0
 	c.mu.Unlock()

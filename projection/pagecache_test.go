@@ -129,9 +129,13 @@ func TestPageCacheServesRepeatsAndDropsOnApply(t *testing.T) {
 		t.Fatalf("read model read %d times for the same first page; want 1", n)
 	}
 	// The query side's first page: one more than asked, with a scan bound.
-	for range 2 {
-		if _, err := c.Page(ctx, target, activity.PageQuery{Limit: 11, MaxScan: 1000}); err != nil {
+	for i := range 2 {
+		p, err := c.Page(ctx, target, activity.PageQuery{Limit: 11, MaxScan: 1000})
+		if err != nil {
 			t.Fatal(err)
+		}
+		if p.Cached != (i == 1) {
+			t.Fatalf("read %d: Cached is %v", i, p.Cached)
 		}
 	}
 	if n := g.reads(); n != 2 {

@@ -51,7 +51,7 @@ type ReadStats struct {
 	Lower    string // the sort-key bound of from (inclusive), "" for none
 	Upper    string // the sort-key bound of to (exclusive), "" for none
 	Limit    int
-	Calls    int // read-model round trips
+	Calls    int // read-model round trips (0: the page cache served it)
 	Scanned  int // entries examined
 }
 
@@ -116,7 +116,9 @@ func (s *Service) History(ctx context.Context, req HistoryRequest) (HistoryPage,
 		if err != nil {
 			return p, fmt.Errorf("read history of %s: %w", tid, err)
 		}
-		p.Read.Calls++
+		if !got.Cached {
+			p.Read.Calls++
+		}
 		p.Read.Scanned += got.Scanned
 		p.Read.Index = got.Index
 		found = found || got.Found
