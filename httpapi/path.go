@@ -22,6 +22,7 @@ type FoldedEngine struct {
 
 	once   sync.Once
 	routes [][]string // the engine's paths split on "/", literal first
+	exact  map[string]bool // the paths without parameters, spelled as registered
 }
 
 // Fold wraps e. Add routes to e before serving the first request: the
@@ -44,7 +45,11 @@ func (e *FoldedEngine) Handler() http.Handler { return e }
 
 func (e *FoldedEngine) learnRoutes() {
 	seen := map[string]bool{}
+	e.exact = map[string]bool{}
 	for _, ri := range e.Routes() {
+		if !strings.ContainsAny(ri.Path, ":*") {
+			e.exact[ri.Path] = true
+		}
 		if !seen[ri.Path] {
 			seen[ri.Path] = true
 			e.routes = append(e.routes, strings.Split(ri.Path, "/"))
@@ -56,6 +61,9 @@ func (e *FoldedEngine) learnRoutes() {
 // matches one only by case or by a trailing slash; otherwise r.
 func (e *FoldedEngine) canonical(r *http.Request) *http.Request {
 	p := r.URL.Path
+	if e.exact[p] {
+		return r // already the spelling gin routes: the common case, at no cost
+	}
 	full := strings.Split(p, "/")
 	segs := full
 	// The path as sent first (a catch-all takes a trailing slash as part
