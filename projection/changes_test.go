@@ -2,6 +2,8 @@ package projection_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,34 +49,27 @@ func splitProcesses(t *testing.T, c *redis.Client, prefix string) (writer *proje
 // asked for it: the cache follows and holds the page.
 func waitCached(t *testing.T, cache *projection.PageCache, reads *counting, target string) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		first := newest(t, cache, target)
+	var page string
+	checkForT(t, 10*time.Second, func() error {
+		page = newest(t, cache, target)
 		before := reads.n.Load()
-		if again := newest(t, cache, target); again == first && reads.n.Load() == before {
-			return first
+		if again := newest(t, cache, target); again != page || reads.n.Load() != before {
+			return errors.New("the page cache did not serve the page from the cache")
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the page cache never served a page from the cache")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
+	return page
 }
 
 // waitNewest reads target's first page until it starts with want.
 func waitNewest(t *testing.T, cache *projection.PageCache, target, want string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got := newest(t, cache, target)
-		if got == want {
-			return
+	checkForT(t, 5*time.Second, func() error {
+		if got := newest(t, cache, target); got != want {
+			return fmt.Errorf("the first page starts with %s; want %s", got, want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the first page still starts with %s; want %s", got, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // A projector in one process, a cached reader in another: after a write
