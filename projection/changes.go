@@ -135,6 +135,32 @@ func (c *PageCache) follow(ctx context.Context) (live bool) {
 	}
 }
 
+// unheardFor is how long the read model may be known to have applied
+// a position no announcement has reached before the cache stops serving:
+// a projector that does not announce (an older version, during a rolling
+// upgrade) must not leave pages stale for long.
+const unheardFor = time.Second
+
+// unheard reports that announcements have lagged the read model's
+// checkpoint for longer than unheardFor, dropping every page then; c.mu
+// is held.
+func (c *PageCache) unheard() bool {
+	if c.redis.Applied() <= c.through {
+		c.behindSince = time.Time{}
+		return false
+	}
+	now := time.Now()
+	if c.behindSince.IsZero() {
+		c.behindSince = now
+		return false
+	}
+	if now.Sub(c.behindSince) < unheardFor {
+		return false
+	}
+	c.dropAll()
+	return true
+}
+
 // pause drops every page and stops caching until resume.
 func (c *PageCache) pause() {
 	c.mu.Lock()
@@ -148,7 +174,7 @@ func (c *PageCache) resume(through uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dropAll()
-	c.live, c.through = true, through
+	c.live, c.through, c.behindSince = true, through, time.Time{}
 }
 
 // heard drops the pages of the targets a change announces. Only an

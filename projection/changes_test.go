@@ -163,3 +163,39 @@ func TestRedisPageCacheDropsAllWhenTheSubscriptionIsLost(t *testing.T) {
 		t.Fatalf("after the subscription came back the cache served %s; want %s", got, doc(t, next))
 	}
 }
+
+// A projector that does not announce (an older version during a rolling
+// upgrade): once the checkpoint is known to be ahead of what was announced
+// for longer than a moment, the cache stops serving.
+func TestRedisPageCacheStopsWhenChangesGoUnannounced(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, prefix := redistest.Client(t)
+	writer, cache, reads := splitProcesses(t, c, prefix)
+	reader := reads.Reader.(*projection.Redis)
+	target := "6f1c2a80-0000-4000-8000-000000000104"
+	if err := writer.Apply(ctx, 20, readmodeltest.Series(target, 400, 3)); err != nil {
+		t.Fatal(err)
+	}
+	waitCached(t, cache, reads, target)
+
+	next := readmodeltest.Activity(target, 409, t0)
+	nd, err := next.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stem := prefix + "{" + target + "}"
+	_, err = c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, stem+":doc", next.ID, nd)
+		p.ZAdd(ctx, stem+":idx", redis.Z{Member: next.SortKey()})
+		p.HSet(ctx, prefix+"{%meta}:checkpoints", "", "21")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reader.Refresh(ctx); err != nil { // what Follow does on the applied message
+		t.Fatal(err)
+	}
+	waitNewest(t, cache, target, doc(t, next))
+}

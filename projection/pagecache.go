@@ -62,6 +62,9 @@ type PageCache struct {
 	feed    bool   // changes come from Redis, not through Apply
 	live    bool   // feed: subscribed, so changes are being heard
 	through uint64 // feed: every change up to this position is heard
+	// feed: since when the read model is known to have applied more than
+	// was announced (zero: it is not)
+	behindSince time.Time
 }
 
 // cachedTarget is one target's cache state.
@@ -199,7 +202,7 @@ func (c *PageCache) Page(ctx context.Context, targetID string, q activity.PageQu
 		modelGen = c.generation()
 	}
 	c.mu.Lock()
-	if c.feed && !c.live {
+	if c.feed && (!c.live || c.unheard()) {
 		c.mu.Unlock()
 		return c.read.Page(ctx, targetID, q)
 	}
