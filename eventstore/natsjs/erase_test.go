@@ -1,0 +1,142 @@
+package natsjs_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/council/activityhistory/eventstore"
+	"github.com/council/activityhistory/eventstore/natsjs"
+)
+
+// personal is the payload of the i-th record: what erasure must remove.
+func personal(i int) []byte { return fmt.Appendf(nil, `{"name":"Jane Erasable-%d"}`, i) }
+
+func TestErasePayloads(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	dir := t.TempDir()
+	s := open(t, natsjs.Config{DataDir: dir})
+	const st = "person"
+	var recs []eventstore.Record
+	for i := range 4 {
+		res, err := s.Append(ctx, st, eventstore.Any, eventstore.Event{ID: fmt.Sprintf("ev-%d", i), Type: "Recorded", Data: personal(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, res.Records...)
+	}
+	stored, err := s.Read(ctx, st, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ErasePayloads(ctx, []eventstore.Record{stored[0], stored[2]}); err != nil {
+		t.Fatal(err)
+	}
+	// Without the erasure record that names them, the chain is broken.
+	if _, err := s.Verify(ctx, st); !errors.Is(err, eventstore.ErrChainBroken) {
+		t.Fatalf("erased without an erasure record: %v, want a broken chain", err)
+	}
+	e := eventstore.Erasure{By: "auditor", At: time.Now().UTC(), Reason: "request"}
+	for _, i := range []int{0, 2} {
+		e.Records = append(e.Records, eventstore.ErasedRecord{Revision: uint64(i), ID: recs[i].ID, Digest: eventstore.Digest(personal(i))})
+	}
+	data, _ := json.Marshal(e)
+	if _, err := s.Append(ctx, st, eventstore.Any, eventstore.Event{ID: "erasure-1", Type: eventstore.ErasureType, Data: data}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := eventstore.VerifyStream(ctx, s, st, nil)
+	if err != nil || !slices.Equal(c.Erased, []uint64{0, 2}) || c.Head.Revision != 4 {
+		t.Fatalf("verify after erasure: %+v, %v; want revisions 0 and 2 erased, head 4", c, err)
+	}
+	if _, err := s.Verify(ctx, st); err != nil {
+		t.Fatalf("verify against the recorded head: %v", err)
+	}
+	// Erasing again changes nothing.
+	if err := s.ErasePayloads(ctx, []eventstore.Record{stored[0], stored[2]}); err != nil {
+		t.Fatalf("erase again: %v", err)
+	}
+	// Reads from any revision, erased ones included, serve skeletons in place.
+	for from := range uint64(5) {
+		got, err := s.Read(ctx, st, from, 2)
+		if err != nil || len(got) == 0 || got[0].Revision != from {
+			t.Fatalf("read from %d: %+v, %v", from, got, err)
+		}
+	}
+	got, _ := s.Read(ctx, st, 0, 10)
+	for i, r := range got[:4] {
+		want := recs[i]
+		if r.Hash != want.Hash || r.Position != want.Position || r.ID != want.ID || !r.RecordedAt.Equal(want.RecordedAt) {
+			t.Fatalf("revision %d read back as %+v, want the metadata of %+v", i, r, want)
+		}
+		if r.Erased != (i == 0 || i == 2) || r.Erased && (r.Data != nil || r.Digest != eventstore.Digest(personal(i))) {
+			t.Fatalf("revision %d: erased %v, data %q, digest %s", i, r.Erased, r.Data, r.Digest)
+		}
+	}
+	// The bytes are gone from the store's files, not only from reads.
+	s.Close()
+	files := readFiles(t, dir)
+	for i := range 4 {
+		if gone := !bytes.Contains(files, personal(i)); gone != (i == 0 || i == 2) {
+			t.Fatalf("payload %d on disk: gone %v", i, gone)
+		}
+	}
+}
+
+func readFiles(t *testing.T, dir string) []byte {
+	t.Helper()
+	var all []byte
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		all = append(all, b...)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+// A stream created before erasure denies deletes, which the server cannot
+// lift: it still opens and verifies, and erasing says why it cannot.
+func TestEraseOnStreamDenyingDeletes(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	ns := startServer(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	// The stream as natsjs created it before erasure existed.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ACTIVITY", Subjects: []string{"ah.ev.>", "ah.id.>"},
+		Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute, DenyDelete: true, DenyPurge: true,
+		AllowDirect: true, AllowAtomicPublish: true, MaxMsgSize: eventstore.MaxEventBytes + 64<<10}); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, natsjs.Config{URLs: []string{ns.ClientURL()}})
+	res, err := s.Append(ctx, "old", eventstore.Any, eventstore.Event{ID: "old-1", Type: "Recorded", Data: personal(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ErasePayloads(ctx, res.Records); !errors.Is(err, natsjs.ErrDeletesDenied) {
+		t.Fatalf("erase on a stream denying deletes: %v", err)
+	}
+	if _, err := eventstore.Verify(ctx, s, "old", nil); err != nil {
+		t.Fatal(err)
+	}
+}
