@@ -28,7 +28,7 @@ const (
 
 // ErrDeletesDenied: the JetStream stream was created denying message
 // deletes, before erasure existed; the server cannot lift that.
-var ErrDeletesDenied = errors.New("the JetStream stream was created denying message deletes, so payloads cannot be erased from it")
+var ErrDeletesDenied = fmt.Errorf("the JetStream stream was created denying message deletes, so payloads cannot be erased from it: %w", errors.ErrUnsupported)
 
 func (s *Store) erSubject(stream string, rev uint64) string {
 	return s.cfg.SubjectPrefix + ".er." + enc(stream) + "." + strconv.FormatUint(rev, 10)
@@ -49,10 +49,14 @@ func (s *Store) deletesDenied(ctx context.Context) (bool, error) {
 
 // ErasePayloads removes the payloads of recs, records as Read returns them
 // (erased ones are skipped), keeping each one's skeleton. Calling it again
-// finishes what an interrupted call left.
+// finishes what an interrupted call left. On a stream that denies deletes
+// it fails with ErrDeletesDenied, even for no records.
 func (s *Store) ErasePayloads(ctx context.Context, recs []eventstore.Record) error {
 	if s.denyDelete {
 		return fmt.Errorf("erase: %w", ErrDeletesDenied)
+	}
+	if len(recs) == 0 {
+		return nil
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
