@@ -199,6 +199,24 @@ func (c *Client) VerifyRemote(ctx context.Context, target string, expected *even
 	return res, nil
 }
 
+// Erase asks the service to erase the payloads of target's records (all
+// of them when ids is empty).
+func (c *Client) Erase(ctx context.Context, target string, ids []string, reason string) (EraseResult, error) {
+	body, err := json.Marshal(eraseBody{IDs: ids, Reason: reason})
+	if err != nil {
+		return EraseResult{}, err
+	}
+	var out struct {
+		TargetID      string                    `json:"targetId"`
+		ErasedRecords []eventstore.ErasedRecord `json:"erasedRecords"`
+		AlreadyErased int                       `json:"alreadyErased"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/api/v1/activityHistory/streams/"+url.PathEscape(target)+"/erase", body, &out); err != nil {
+		return EraseResult{}, err
+	}
+	return EraseResult{TargetID: out.TargetID, Erased: out.ErasedRecords, Already: out.AlreadyErased}, nil
+}
+
 // ParseHead reads a head given as REVISION:HASH.
 func ParseHead(s string) (*eventstore.Head, error) {
 	rev, hash, ok := strings.Cut(s, ":")
@@ -210,9 +228,16 @@ func ParseHead(s string) (*eventstore.Head, error) {
 }
 
 func (c *Client) get(ctx context.Context, path string, into any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.BaseURL, "/")+path, nil)
+	return c.do(ctx, http.MethodGet, path, nil, into)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body []byte, into any) error {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.BaseURL, "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
@@ -226,20 +251,26 @@ func (c *Client) get(ctx context.Context, path string, into any) error {
 		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	respBody, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", req.URL.Path, err)
+		return fmt.Errorf("%s %s: %w", method, req.URL.Path, err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("GET %s: %w", req.URL.Path, ErrStreamNotFound)
+		return fmt.Errorf("%s %s: %w", method, req.URL.Path, ErrStreamNotFound)
 	case resp.StatusCode != http.StatusOK:
-		var e struct{ Message string }
-		_ = json.Unmarshal(body, &e)
-		return fmt.Errorf("GET %s: %w", req.URL.Path, &HTTPError{Status: resp.StatusCode, Message: e.Message})
+		var e struct {
+			Message string
+			Errors  map[string][]string
+		}
+		_ = json.Unmarshal(respBody, &e)
+		if len(e.Errors) > 0 {
+			e.Message = fmt.Sprintf("%s %v", e.Message, e.Errors)
+		}
+		return fmt.Errorf("%s %s: %w", method, req.URL.Path, &HTTPError{Status: resp.StatusCode, Message: e.Message})
 	}
-	if err := json.Unmarshal(body, into); err != nil {
-		return fmt.Errorf("GET %s: %w", req.URL.Path, err)
+	if err := json.Unmarshal(respBody, into); err != nil {
+		return fmt.Errorf("%s %s: %w", method, req.URL.Path, err)
 	}
 	return nil
 }

@@ -72,6 +72,7 @@ var summaries = map[string]string{
 	"serve":  "run the service (roles: command, query, projector)",
 	"token":  "mint a development JWT",
 	"verify": "verify the hash chain of one stream or all of them",
+	"erase":  "erase the payloads of a target's records, recording who, when and why in its stream",
 	"load":   "drive a running service with writers and readers; report throughput and latency",
 }
 
