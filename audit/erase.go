@@ -157,7 +157,7 @@ func (s *Service) erasable(ctx context.Context, tid string, ids []string) (todo,
 				}
 				continue
 			}
-			if _, asked := want[r.ID]; len(want) > 0 && !asked {
+			if _, asked := want[r.ID]; len(ids) > 0 && !asked {
 				continue
 			}
 			want[r.ID] = true
