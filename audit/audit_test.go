@@ -72,6 +72,7 @@ type fixture struct {
 	clock *readmodeltest.Clock
 	// tokens by role: reader, auditor, analyst
 	tokens map[string]string
+	svc    *audit.Service
 }
 
 func openStore(t testing.TB, cfg natsjs.Config) *natsjs.Store {
@@ -128,10 +129,11 @@ func newFixtureWith(t testing.TB, chk *apitest.Checker, s *natsjs.Store, rules a
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := audit.New(audit.Store{Streams: s, Heads: s, Log: s}, audit.Options{Cursors: cs, Validator: v, Now: f.clock.Now})
+	svc, err := audit.New(audit.Store{Streams: s, Heads: s, Log: s, Eraser: s}, audit.Options{Cursors: cs, Validator: v, Now: f.clock.Now, Registerer: f.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.svc = svc
 	audit.Mount(e, svc, audit.Routes{
 		Audit:      []gin.HandlerFunc{authn.Require(auth.Audit)},
 		Export:     []gin.HandlerFunc{authn.Require(auth.Export)},

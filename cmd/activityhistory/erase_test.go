@@ -19,7 +19,9 @@ import (
 )
 
 // personalName is the personal data of the i-th activity: what erasure removes.
-func personalName(target string, i int) string { return fmt.Sprintf("Jane Erasable-%s-%d", target[:8], i) }
+func personalName(target string, i int) string {
+	return fmt.Sprintf("Jane Erasable-%s-%d", target[:8], i)
+}
 
 // postPersonal records n activities of target holding personal data.
 func postPersonal(t *testing.T, chk *apitest.Checker, base, target string, n int) []string {

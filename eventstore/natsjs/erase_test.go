@@ -140,3 +140,58 @@ func TestEraseOnStreamDenyingDeletes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Records written before chain forms (v1: no Ah-Chain header, the hash
+// covers the payload) verify as before, under v2 records that continue
+// them, and can be erased too: their links alone then prove them.
+func TestV1RecordsVerifyAndErase(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, false)
+	ctx := ctxFor(t)
+	const st = "pilot"
+	prev := eventstore.GenesisHash
+	for i := range 2 {
+		ev := eventstore.Event{ID: fmt.Sprintf("v1-%d", i), Type: "Recorded", Data: personal(i)}
+		h, err := eventstore.ChainHash(prev, st, uint64(i), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := nats.NewMsg(r.s.EventSubject(st))
+		m.Header.Set(jetstream.MsgIDHeader, ev.ID)
+		m.Header.Set("Ah-Revision", fmt.Sprint(i))
+		m.Header.Set("Ah-Type", ev.Type)
+		m.Header.Set("Ah-Prev-Hash", prev)
+		m.Header.Set("Ah-Hash", h)
+		m.Data = ev.Data
+		r.publish(t, m)
+		prev = h
+	}
+	res, err := r.s.Append(ctx, st, eventstore.At(1), eventstore.Event{ID: "v2-2", Type: "Recorded", Data: personal(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Records[0].Version != eventstore.ChainV2 || res.Records[0].PrevHash != prev {
+		t.Fatalf("appended %+v, want a v2 record linked to the v1 head", res.Records[0])
+	}
+	recs, err := r.s.Read(ctx, st, 0, 10)
+	if err != nil || len(recs) != 3 || recs[0].Version != 0 {
+		t.Fatalf("read: %+v, %v", recs, err)
+	}
+	if _, err := eventstore.Verify(ctx, r.s, st, nil); err != nil {
+		t.Fatalf("v1 then v2: %v", err)
+	}
+	if err := r.s.ErasePayloads(ctx, recs[1:2]); err != nil {
+		t.Fatal(err)
+	}
+	e := eventstore.Erasure{By: "auditor", At: time.Now().UTC(), Reason: "request",
+		Records: []eventstore.ErasedRecord{{Revision: 1, ID: "v1-1", Digest: eventstore.Digest(personal(1))}}}
+	data, _ := json.Marshal(e)
+	if _, err := r.s.Append(ctx, st, eventstore.Any, eventstore.Event{ID: "erasure-v1", Type: eventstore.ErasureType, Data: data}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := eventstore.VerifyStream(ctx, r.s, st, nil)
+	if err != nil || !slices.Equal(c.Erased, []uint64{1}) {
+		t.Fatalf("v1 record erased: %+v, %v", c, err)
+	}
+	r.wantClean(t, st, eventstore.Record{Revision: 3, Hash: c.Head.Hash, Position: c.Head.Position})
+}
