@@ -25,12 +25,7 @@ import (
 func TestRetentionErasesExpiredPayloads(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, apitest.New(t), nil)
-	at := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
-	expiring := newActivity(uuid.NewString(), at)
-	expiring.TimeToLiveForRecord = 2
-	kept := newActivity(expiring.TargetID, at.Add(time.Second))
-	long := newActivity(uuid.NewString(), at.Add(2*time.Second))
-	long.TimeToLiveForRecord = 365
+	at, expiring, kept, long := expirySet()
 	record(t, f.store, expiring, kept, long)
 	job := f.svc.Retention(audit.RetentionOptions{Scan: 2})
 	tick := func(wantScanned, wantErased int) {

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/council/activityhistory/apitest"
+	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
 )
 
 // personalName is the personal data of the i-th activity: what erasure removes.
@@ -40,24 +37,6 @@ func postPersonal(t *testing.T, chk *apitest.Checker, base, target string, n int
 		t.Fatalf("POST: %d %s", resp.StatusCode, body)
 	}
 	return ids
-}
-
-// storeBytes is every byte under dir: where a payload could linger.
-func storeBytes(t *testing.T, dir string) []byte {
-	t.Helper()
-	var all []byte
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		all = append(all, b...)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return all
 }
 
 func TestEraseOverHTTPAndCLIThenVerify(t *testing.T) {
@@ -155,9 +134,8 @@ func TestEraseOverHTTPAndCLIThenVerify(t *testing.T) {
 	// With the service stopped: the payloads are gone from the store's
 	// files, the one kept is there; the CLI erases the rest in the store.
 	s.stop()
-	raw := storeBytes(t, dir)
 	for i, gone := range []bool{true, true, false} {
-		if bytes.Contains(raw, []byte(personalName(target, i))) == gone {
+		if natsjstest.FilesHold(t, dir, []byte(personalName(target, i))) == gone {
 			t.Fatalf("payload %d in the store's files: want gone %v", i, gone)
 		}
 	}
@@ -165,7 +143,7 @@ func TestEraseOverHTTPAndCLIThenVerify(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "OK "+target+": 1 record erased (revisions 2), 2 erased before") {
 		t.Fatalf("erase in the store: %v %q", err, out)
 	}
-	if bytes.Contains(storeBytes(t, dir), []byte(personalName(target, 2))) {
+	if natsjstest.FilesHold(t, dir, []byte(personalName(target, 2))) {
 		t.Fatal("payload 2 still in the store's files")
 	}
 	err, out = verifyRun(t, dir, "--target", target)

@@ -1,13 +1,9 @@
 package natsjs_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -17,6 +13,7 @@ import (
 
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
+	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
 )
 
 // personal is the payload of the i-th record: what erasure must remove.
@@ -85,29 +82,11 @@ func TestErasePayloads(t *testing.T) {
 	}
 	// The bytes are gone from the store's files, not only from reads.
 	s.Close()
-	files := readFiles(t, dir)
 	for i := range 4 {
-		if gone := !bytes.Contains(files, personal(i)); gone != (i == 0 || i == 2) {
+		if gone := !natsjstest.FilesHold(t, dir, personal(i)); gone != (i == 0 || i == 2) {
 			t.Fatalf("payload %d on disk: gone %v", i, gone)
 		}
 	}
-}
-
-func readFiles(t *testing.T, dir string) []byte {
-	t.Helper()
-	var all []byte
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		all = append(all, b...)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return all
 }
 
 // A stream created before erasure denies deletes, which the server cannot
