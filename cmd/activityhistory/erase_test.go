@@ -154,3 +154,34 @@ func TestEraseOverHTTPAndCLIThenVerify(t *testing.T) {
 		t.Fatalf("verify --all: %v %q", err, out)
 	}
 }
+
+// The projector's retention job erases expired payloads from the store.
+func TestServiceErasesExpiredPayloads(t *testing.T) {
+	t.Parallel()
+	env := baseEnv(t.TempDir())
+	env["RETENTION_ERASE_INTERVAL"] = "50ms"
+	s := start(t, env)
+	chk := apitest.New(t)
+	target := uuid.NewString()
+	a, b := activityBody(target, 0), activityBody(target, 1)
+	a["timetoLiveForRecord"] = 1 // created in 2024: long expired
+	resp, body := chk.Do(t, nil, request(t, http.MethodPost, s.url+"/api/v1/activityHistory", mint(t, "writers"), []any{a, b}))
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST: %d %s", resp.StatusCode, body)
+	}
+	auditor := mint(t, "auditors")
+	checkFor(t, 15*time.Second, func() error {
+		resp, body := chk.Do(t, nil, request(t, http.MethodGet, s.url+"/api/v1/activityHistory/streams/"+target+"/verify", auditor, nil))
+		var v struct {
+			Verified        bool     `json:"verified"`
+			ErasedRevisions []uint64 `json:"erasedRevisions"`
+		}
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &v) != nil || !v.Verified || !slices.Equal(v.ErasedRevisions, []uint64{0}) {
+			return fmt.Errorf("verify: %d %s", resp.StatusCode, body)
+		}
+		return nil
+	})
+	if got := history(t, chk, s.url, mint(t, "readers"), target); !slices.Equal(got, []string{b["id"].(string)}) {
+		t.Fatalf("history: %v", got)
+	}
+}
