@@ -124,3 +124,38 @@ func TestSweeperOnlyLeaseHolder(t *testing.T) {
 		t.Fatalf("swept %v and %v (first holds the lease: %v); want 40 by the holder alone", a, b, held == 1)
 	}
 }
+
+// A rebuilt generation holds the expiry of its activities too.
+func TestRebuildKeepsExpiry(t *testing.T) {
+	t.Parallel()
+	base := time.Date(2024, 3, 1, 9, 0, 0, 0, time.UTC)
+	clock := readmodeltest.NewClock(base)
+	c, prefix := redistest.Client(t)
+	store := openStore(t)
+	acts := readmodeltest.Series("rebuilt", 0, 10)
+	for i := range acts[:6] {
+		acts[i].TimeToLiveForRecord = 1
+	}
+	record(t, store, acts)
+	r := projection.NewRedis(c, prefix)
+	r.Now = clock.Now
+	head, ok := store.(projection.HeadReader)
+	if !ok {
+		t.Fatal("the store cannot tell its last position")
+	}
+	gen, err := r.Rebuild(context.Background(), store, projection.RebuildOptions{Head: head, Grace: time.Millisecond})
+	if err != nil || gen == "" {
+		t.Fatalf("rebuild: %q, %v", gen, err)
+	}
+	if got := len(pages(t, r, "rebuilt")); got != 10 {
+		t.Fatalf("before expiry: %d documents, want 10", got)
+	}
+	clock.Set(base.AddDate(0, 0, 2))
+	if got := len(pages(t, r, "rebuilt")); got != 4 {
+		t.Fatalf("after expiry: %d documents, want 4", got)
+	}
+	ex, err := r.Expired(context.Background(), clock.Now(), 100)
+	if err != nil || len(ex) != 1 || len(ex[0].IDs) != 6 {
+		t.Fatalf("expired in the rebuilt generation: %v, %v; want 6", ex, err)
+	}
+}
