@@ -87,15 +87,16 @@ func RecordHash(r Record) (string, error) {
 		}
 		return ChainHash(r.PrevHash, r.Stream, r.Revision, Event{ID: r.ID, Type: r.Type, Data: r.Data})
 	}
-	digest := r.Digest
-	if !r.Erased {
-		digest = Digest(r.Data)
+	d := sha256.Sum256(r.Data)
+	if r.Erased {
+		if len(r.Digest) != 2*sha256.Size {
+			return "", fmt.Errorf("%w: digest %q is not a hex SHA-256", ErrInvalid, r.Digest)
+		}
+		if _, err := hex.Decode(d[:], []byte(r.Digest)); err != nil {
+			return "", fmt.Errorf("%w: digest %q is not a hex SHA-256", ErrInvalid, r.Digest)
+		}
 	}
-	d, err := hex.DecodeString(digest)
-	if err != nil || len(d) != sha256.Size {
-		return "", fmt.Errorf("%w: digest %q is not a hex SHA-256", ErrInvalid, digest)
-	}
-	return linkHash(r.PrevHash, CanonicalBytesV2(r.Stream, r.Revision, r.ID, r.Type, d))
+	return linkHash(r.PrevHash, CanonicalBytesV2(r.Stream, r.Revision, r.ID, r.Type, d[:]))
 }
 
 func linkHash(prevHash string, canonical []byte) (string, error) {

@@ -285,10 +285,31 @@ func TestErasedRecordsVerify(t *testing.T) {
 			return r
 		}, 1},
 		{"erased record removed", func(r []eventstore.Record) []eventstore.Record { return slices.Delete(r, 1, 2) }, 1},
+		{"erased record with a malformed digest", func(r []eventstore.Record) []eventstore.Record {
+			r[3].Digest += r[3].Digest
+			return r
+		}, 3},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			wantBroken(t, verifyErr(st, c.tamper(slices.Clone(erased))), c.at)
+		})
+	}
+}
+
+// BenchmarkRecordHash hashes a 1 KiB record in each chain form.
+func BenchmarkRecordHash(b *testing.B) {
+	r := eventstore.Record{ID: "id", Type: "ActivityRecorded", Stream: "target", Revision: 7,
+		PrevHash: eventstore.GenesisHash, Data: make([]byte, 1024)}
+	for _, v := range []int{eventstore.ChainV1, eventstore.ChainV2} {
+		r.Version = v
+		b.Run(fmt.Sprintf("v%d", v), func(b *testing.B) {
+			b.SetBytes(int64(len(r.Data)))
+			for b.Loop() {
+				if _, err := eventstore.RecordHash(r); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }
