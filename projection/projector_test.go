@@ -199,16 +199,20 @@ func reversedIDs(acts []activity.Activity) []string {
 	return out
 }
 
-func TestProjectorAppliesRecordedActivities(t *testing.T) {
-	t.Parallel()
-	models := map[string]func(t *testing.T) readmodeltest.Model{
+// bothModels makes each read model, Redis under the test's own prefix.
+func bothModels() map[string]func(t *testing.T) readmodeltest.Model {
+	return map[string]func(t *testing.T) readmodeltest.Model{
 		"memory": func(*testing.T) readmodeltest.Model { return projection.NewMemory() },
 		"redis": func(t *testing.T) readmodeltest.Model {
 			c, prefix := redistest.Client(t)
 			return projection.NewRedis(c, prefix)
 		},
 	}
-	for name, newModel := range models {
+}
+
+func TestProjectorAppliesRecordedActivities(t *testing.T) {
+	t.Parallel()
+	for name, newModel := range bothModels() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			store, model := openStore(t), newModel(t)
@@ -522,14 +526,7 @@ func projectionReader(m *recordingModel) projection.Reader {
 // activities it names; activities before and after it are applied.
 func TestProjectorForgetsErasedActivities(t *testing.T) {
 	t.Parallel()
-	models := map[string]func(t *testing.T) projection.ReadModel{
-		"memory": func(*testing.T) projection.ReadModel { return projection.NewMemory() },
-		"redis": func(t *testing.T) projection.ReadModel {
-			c, prefix := redistest.Client(t)
-			return projection.NewRedis(c, prefix)
-		},
-	}
-	for name, newModel := range models {
+	for name, newModel := range bothModels() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			store, model := openStore(t), newModel(t)
@@ -545,10 +542,10 @@ func TestProjectorForgetsErasedActivities(t *testing.T) {
 			start(t, p)
 			waitFor(t, p, pos)
 			want := reversedIDs([]activity.Activity{a[0], a[2], a[4], a[5]})
-			if got := ids(t, pages(t, model.(projection.Reader), "target-a")); !slices.Equal(got, want) {
+			if got := ids(t, pages(t, model, "target-a")); !slices.Equal(got, want) {
 				t.Fatalf("pages %v, want %v", got, want)
 			}
-			if _, found, err := model.(projection.Reader).Get(context.Background(), a[3].ID); found || err != nil {
+			if _, found, err := model.Get(context.Background(), a[3].ID); found || err != nil {
 				t.Fatalf("get erased %s: found %v, %v", a[3].ID, found, err)
 			}
 		})
