@@ -97,7 +97,11 @@ func jsonSamples() []Activity {
 	add(func(a *Activity) { a.OldData, a.NewData = json.RawMessage(`true`), json.RawMessage(`[]`) })
 	add(func(a *Activity) { a.AuthorDetails.FullName = "Zoë \"Q\" <z> & \\ \t\x01" })
 	add(func(a *Activity) { a.SourceDomain = "bad \xff utf8 \u2029" })
-	add(func(a *Activity) { a.Nulls = NullFullName | NullEmail | NullSourceDomain; a.AuthorDetails = Author{}; a.SourceDomain = "" })
+	add(func(a *Activity) {
+		a.Nulls = NullFullName | NullEmail | NullSourceDomain
+		a.AuthorDetails = Author{}
+		a.SourceDomain = ""
+	})
 	add(func(a *Activity) { a.Nulls = NullEmail; a.AuthorDetails.Email = "" })
 	add(func(a *Activity) { a.Nulls = NullFullName }) // text wins over the mark
 	add(func(a *Activity) { a.TimeToLiveForRecord, a.CreatedAt = -3, time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC) })
