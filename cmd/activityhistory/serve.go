@@ -74,6 +74,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer app.close()
+	setMemoryLimit(getenv, app, log)
 	return app.run(ctx, ln)
 }
 
