@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -37,8 +38,10 @@ type Redis struct {
 	// seen is the generation readers use and its applied position, as
 	// last learnt from Redis; see Follow and WaitFor.
 	seen    atomic.Pointer[seenState]
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced whenever seen moves
+	mu         sync.Mutex
+	changed    chan struct{} // closed and replaced whenever seen moves
+	refreshing chan struct{} // closed when the waiters' Refresh in flight ends
+	refreshed  time.Time     // when the waiters' last Refresh succeeded
 }
 
 // NewRedis returns the read model stored in c under prefix (for example

@@ -2,10 +2,12 @@ package projection_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -235,5 +237,36 @@ func TestRedisErrorsWhenUnreachable(t *testing.T) {
 	}
 	if _, err := m.Checkpoint(ctx); err == nil {
 		t.Error("checkpoint succeeded")
+	}
+}
+
+// Waiters share the state reads they poll with: hundreds of them cost
+// about one read per couple of milliseconds, not one each.
+func TestRedisWaitersShareStateReads(t *testing.T) {
+	t.Parallel()
+	c, prefix := redistest.Client(t)
+	log := &commandLog{}
+	c.AddHook(log)
+	r := projection.NewRedis(c, prefix)
+	const waiters, window = 300, 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), window)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range waiters {
+		wg.Go(func() {
+			if err := r.WaitFor(ctx, 10); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("wait for an unapplied position: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	reads := 0
+	for _, trip := range log.take() {
+		reads += len(trip)
+	}
+	// Each waiter alone would read about 10 times in the window (2, 4, …,
+	// 50 ms apart): 3,000 reads. Shared, at most one per sharedFresh.
+	if reads > int(window/(2*time.Millisecond))+10 {
+		t.Fatalf("%d waiters made %d state reads in %s", waiters, reads, window)
 	}
 }
