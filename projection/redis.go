@@ -37,7 +37,7 @@ type Redis struct {
 
 	// seen is the generation readers use and its applied position, as
 	// last learnt from Redis; see Follow and WaitFor.
-	seen    atomic.Pointer[seenState]
+	seen       atomic.Pointer[seenState]
 	mu         sync.Mutex
 	changed    chan struct{} // closed and replaced whenever seen moves
 	refreshing chan struct{} // closed when the waiters' Refresh in flight ends
