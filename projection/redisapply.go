@@ -169,10 +169,11 @@ func (w *redisWriter) apply(ctx context.Context, position uint64, acts []activit
 			wg.Wait()
 			return err
 		}
+		chunk := acts[:applyChunk]
 		inFlight <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-inFlight }()
-			if err := w.script(ctx, w.r.c, "", keys, args).Err(); err != nil {
+			if err := w.send(ctx, "", chunk, keys, args); err != nil {
 				failed.CompareAndSwap(nil, &err)
 			}
 		})
@@ -186,7 +187,20 @@ func (w *redisWriter) apply(ctx context.Context, position uint64, acts []activit
 	if err != nil {
 		return err
 	}
-	return w.script(ctx, w.r.c, pos, keys, args).Err()
+	return w.send(ctx, pos, acts, keys, args)
+}
+
+// send runs one chunk's apply script, after the expiry of its activities
+// that have one, in one round trip.
+func (w *redisWriter) send(ctx context.Context, pos string, acts []activity.Activity, keys []string, args []any) error {
+	pipe := w.r.c.Pipeline()
+	w.expiry(ctx, pipe, acts)
+	if pipe.Len() == 0 {
+		return w.script(ctx, w.r.c, pos, keys, args).Err()
+	}
+	w.script(ctx, pipe, pos, keys, args)
+	_, err := pipe.Exec(ctx)
+	return err
 }
 
 // script queues or runs one apply script; keys and args are those of
@@ -201,6 +215,10 @@ func (w *redisWriter) script(ctx context.Context, c redis.Scripter, pos string, 
 		args = []any{0}
 	}
 	args = append([]any{w.holding, w.gen, check, pos, w.r.meta.applied}, args...)
+	if _, ok := c.(redis.Pipeliner); ok {
+		// A pipeline cannot fall back to EVAL; Apply loads the script on NOSCRIPT.
+		return applyScript.EvalSha(ctx, c, keys, args...)
+	}
 	return applyScript.Run(ctx, c, keys, args...)
 }
 
@@ -247,6 +265,7 @@ func (w *redisWriter) applyData(ctx context.Context, acts []activity.Activity) e
 		return nil
 	}
 	pipe := w.r.c.Pipeline()
+	w.expiry(ctx, pipe, acts)
 	for _, a := range acts {
 		doc, err := a.MarshalJSON()
 		if err != nil {
@@ -259,6 +278,19 @@ func (w *redisWriter) applyData(ctx context.Context, acts []activity.Activity) e
 	}
 	_, err := pipe.Exec(ctx)
 	return err
+}
+
+// expiry queues the expiry of the activities with a TTL: into their
+// target's expiry index, which pages check, and the generation's
+// expiring index, which the sweeper reads. Queued before the activities'
+// own writes, so no reader sees an activity before its expiry.
+func (w *redisWriter) expiry(ctx context.Context, pipe redis.Pipeliner, acts []activity.Activity) {
+	for _, a := range acts {
+		if x := a.Expires(); x != 0 {
+			pipe.ZAdd(ctx, targetKey(w.data, a.TargetID)+":exp", redis.Z{Score: float64(x), Member: a.ID})
+			pipe.ZAdd(ctx, w.expiringKey(), redis.Z{Score: float64(x), Member: expiringMember(a.TargetID, a.ID)})
+		}
+	}
 }
 
 // Checkpoint returns the position of the writer's generation, 0 when none.
