@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/council/activityhistory/activity"
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
@@ -91,8 +93,11 @@ func BenchmarkApply(b *testing.B) {
 
 // BenchmarkCatchUp projects a store of 50,000 recorded activities into an
 // empty Redis read model and reports events/s: one op is one catch-up.
-// "subscribe" is the store's own delivery rate (a handler that does
-// nothing), beside "redis", the projector end to end.
+// Beside "redis", the projector end to end, are its raw parts in the same
+// run: "subscribe", the store's own delivery rate (a handler that does
+// nothing), and "redis-raw", the same documents and index entries written
+// with plain pipelined commands in batches of 2,000 (no script, no
+// checkpoint, no decoding).
 func BenchmarkCatchUp(b *testing.B) {
 	const n = 50_000
 	store, err := natsjs.Open(context.Background(), natsjs.Config{DataDir: b.TempDir()})
@@ -102,11 +107,13 @@ func BenchmarkCatchUp(b *testing.B) {
 	defer store.Close()
 	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	var end uint64
+	var all []activity.Activity
 	for i := 0; i < n; i += eventstore.MaxEventsPerAppend {
 		evs := make([]eventstore.Event, 0, eventstore.MaxEventsPerAppend)
 		target := fmt.Sprintf("target-%d", i/eventstore.MaxEventsPerAppend%50)
 		for k := i; k < i+eventstore.MaxEventsPerAppend; k++ {
 			a := readmodeltest.Activity(target, k, base.Add(time.Duration(k)*time.Second))
+			all = append(all, a)
 			data, _ := activity.EncodeEvent(a)
 			evs = append(evs, eventstore.Event{ID: a.ID, Type: activity.EventRecorded, Data: data})
 		}
@@ -130,6 +137,47 @@ func BenchmarkCatchUp(b *testing.B) {
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 	b.Run("redis", func(b *testing.B) { benchCatchUp(b, store, n, end) })
+	b.Run("redis-raw", func(b *testing.B) { benchRawRedis(b, all) })
+}
+
+// benchRawRedis writes what the projector writes for acts with plain
+// pipelined commands: per batch one HSET and one ZADD per target and one
+// MSET of the id keys.
+func benchRawRedis(b *testing.B, acts []activity.Activity) {
+	docs := make([][]byte, len(acts))
+	for i, a := range acts {
+		docs[i], _ = a.MarshalJSON()
+	}
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		c, prefix := redistest.Client(b)
+		b.StartTimer()
+		for i := 0; i < len(acts); i += 2000 {
+			pipe := c.Pipeline()
+			byTarget := map[string][]int{}
+			var ids []any
+			for k := i; k < min(i+2000, len(acts)); k++ {
+				byTarget[acts[k].TargetID] = append(byTarget[acts[k].TargetID], k)
+				ids = append(ids, prefix+"id:"+acts[k].ID, acts[k].TargetID)
+			}
+			for target, ks := range byTarget {
+				h := make([]any, 0, 2*len(ks))
+				z := make([]redis.Z, 0, len(ks))
+				for _, k := range ks {
+					h = append(h, acts[k].ID, docs[k])
+					z = append(z, redis.Z{Member: acts[k].SortKey()})
+				}
+				pipe.HSet(ctx, prefix+"{"+target+"}:doc", h...)
+				pipe.ZAdd(ctx, prefix+"{"+target+"}:idx", z...)
+			}
+			pipe.MSet(ctx, ids...)
+			if _, err := pipe.Exec(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*len(acts))/b.Elapsed().Seconds(), "events/s")
 }
 
 func benchCatchUp(b *testing.B, store eventstore.Store, n int, end uint64) {

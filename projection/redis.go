@@ -47,9 +47,11 @@ type Redis struct {
 
 	// seen is the generation readers use and its applied position, as
 	// last learnt from Redis; see Follow and WaitFor.
-	seen    atomic.Pointer[seenState]
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced whenever seen moves
+	seen       atomic.Pointer[seenState]
+	mu         sync.Mutex
+	changed    chan struct{} // closed and replaced whenever seen moves
+	refreshing chan struct{} // closed when the waiters' Refresh in flight ends
+	refreshed  time.Time     // when the waiters' last Refresh succeeded
 }
 
 // NewRedis returns the read model stored in c under prefix (for example
