@@ -120,46 +120,7 @@ func Expired(expires int64, now time.Time) bool {
 // MarshalJSON writes the activity in the API shape: createdAt in RFC 3339
 // UTC with a Z, absent data as null.
 func (a Activity) MarshalJSON() ([]byte, error) {
-	type shape struct {
-		ID                  string          `json:"id"`
-		TargetID            string          `json:"targetId"`
-		Type                Type            `json:"type"`
-		TargetType          TargetType      `json:"targetType"`
-		CreatedAt           string          `json:"createdAt"`
-		TimeToLiveForRecord int             `json:"timetoLiveForRecord"`
-		OldData             json.RawMessage `json:"oldData"`
-		NewData             json.RawMessage `json:"newData"`
-		AuthorDetails       nullableAuthor  `json:"authorDetails"`
-		SourceDomain        *string         `json:"sourceDomain"`
-		Source              *Source         `json:"source,omitempty"`
-	}
-	nulls := a.shownNulls()
-	s := shape{
-		ID: a.ID, TargetID: a.TargetID, Type: a.Type, TargetType: a.TargetType,
-		CreatedAt:           a.CreatedAt.UTC().Format(time.RFC3339Nano),
-		TimeToLiveForRecord: a.TimeToLiveForRecord,
-		OldData:             orNull(a.OldData),
-		NewData:             orNull(a.NewData),
-		AuthorDetails: nullableAuthor{
-			FullName: orNil(a.AuthorDetails.FullName, nulls&NullFullName != 0),
-			Email:    orNil(a.AuthorDetails.Email, nulls&NullEmail != 0),
-		},
-		SourceDomain: orNil(a.SourceDomain, nulls&NullSourceDomain != 0),
-		Source:       a.Source,
-	}
-	return json.Marshal(s)
-}
-
-type nullableAuthor struct {
-	FullName *string `json:"fullName"`
-	Email    *string `json:"email"`
-}
-
-func orNil(s string, null bool) *string {
-	if null {
-		return nil
-	}
-	return &s
+	return a.appendJSON(make([]byte, 0, 256+len(a.OldData)+len(a.NewData)))
 }
 
 // shownNulls are the marked fields still empty: those written as null.
@@ -181,6 +142,9 @@ func (a Activity) shownNulls() Nulls {
 // stored events, which were validated when recorded. Input from clients goes
 // through Decoder instead.
 func (a *Activity) UnmarshalJSON(b []byte) error {
+	if a.decodeCanonical(b, false) {
+		return nil
+	}
 	type plain Activity
 	var p plain
 	if err := json.Unmarshal(b, &p); err != nil {

@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
 	"github.com/council/activityhistory/activity"
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/query"
@@ -33,13 +36,14 @@ type Log interface {
 	LastPosition(ctx context.Context) (uint64, error)
 }
 
-// Store is what the service reads. Heads and Log are optional: without
-// Heads a stream is verified by its chain alone; without Log there is no
-// export.
+// Store is what the service reads. Heads, Log and Eraser are optional:
+// without Heads a stream is verified by its chain alone; without Log there
+// is no export; without Eraser no erasure.
 type Store struct {
 	Streams Streams
 	Heads   Heads
 	Log     Log
+	Eraser  Eraser
 }
 
 // ErrNoExport is returned by Export when the store cannot serve one.
@@ -51,8 +55,11 @@ type Options struct {
 	Cursors *query.Cursors
 	// Validator canonicalises target ids and checks filters.
 	Validator *activity.Validator
-	// Now is the clock an export judges expiry by (nil: time.Now).
+	// Now is the clock an export judges expiry by, and erasures are dated
+	// by (nil: time.Now).
 	Now func() time.Time
+	// Registerer receives the erasure metrics; nil registers none.
+	Registerer prometheus.Registerer
 }
 
 // Service holds the audit and export use cases.
@@ -61,6 +68,8 @@ type Service struct {
 	cursors *query.Cursors
 	v       *activity.Validator
 	now     func() time.Time
+
+	erasures *prometheus.CounterVec
 }
 
 // New returns a Service over st.
@@ -75,7 +84,16 @@ func New(st Store, opts Options) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{st: st, cursors: opts.Cursors, v: opts.Validator, now: now}, nil
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	return &Service{st: st, cursors: opts.Cursors, v: opts.Validator, now: now,
+		erasures: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+			Name: "activityhistory_erasures_total",
+			Help: "Records whose payload was erased from the event store, by kind: request (erase) or retention.",
+		}, []string{"kind"}),
+	}, nil
 }
 
 // targetID checks a target id from a path, naming the field on error.

@@ -72,6 +72,7 @@ type fixture struct {
 	clock *readmodeltest.Clock
 	// tokens by role: reader, auditor, analyst
 	tokens map[string]string
+	svc    *audit.Service
 }
 
 func openStore(t testing.TB, cfg natsjs.Config) *natsjs.Store {
@@ -128,10 +129,11 @@ func newFixtureWith(t testing.TB, chk *apitest.Checker, s *natsjs.Store, rules a
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := audit.New(audit.Store{Streams: s, Heads: s, Log: s}, audit.Options{Cursors: cs, Validator: v, Now: f.clock.Now})
+	svc, err := audit.New(audit.Store{Streams: s, Heads: s, Log: s, Eraser: s}, audit.Options{Cursors: cs, Validator: v, Now: f.clock.Now, Registerer: f.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.svc = svc
 	audit.Mount(e, svc, audit.Routes{
 		Audit:      []gin.HandlerFunc{authn.Require(auth.Audit)},
 		Export:     []gin.HandlerFunc{authn.Require(auth.Export)},
@@ -572,15 +574,22 @@ func TestExportCSVAndNDJSON(t *testing.T) {
 
 // An activity is exported until the second it expires, and not from then
 // on, filtered or not.
+// expirySet is an activity expiring two days after at, one kept with it
+// forever, and one of another target kept a year.
+func expirySet() (at time.Time, expiring, kept, long activity.Activity) {
+	at = time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+	expiring = newActivity(uuid.NewString(), at)
+	expiring.TimeToLiveForRecord = 2
+	kept = newActivity(expiring.TargetID, at.Add(time.Second))
+	long = newActivity(uuid.NewString(), at.Add(2*time.Second))
+	long.TimeToLiveForRecord = 365
+	return at, expiring, kept, long
+}
+
 func TestExportSkipsExpired(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, apitest.New(t), nil)
-	at := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
-	expiring := newActivity(uuid.NewString(), at)
-	expiring.TimeToLiveForRecord = 2
-	kept := newActivity(expiring.TargetID, at.Add(time.Second))
-	long := newActivity(uuid.NewString(), at.Add(2*time.Second))
-	long.TimeToLiveForRecord = 365
+	at, expiring, kept, long := expirySet()
 	record(t, f.store, expiring, kept, long)
 	ids := func(params ...string) string {
 		t.Helper()

@@ -52,6 +52,9 @@ type WireRecord struct {
 	RecordedAt time.Time       `json:"recordedAt"`
 	PrevHash   string          `json:"prevHash"`
 	Hash       string          `json:"hash"`
+	Chain      int             `json:"chain"`  // 0 from servers before chain forms: v1
+	Digest     string          `json:"digest"` // of the payload, v2; what an erased record keeps
+	Erased     bool            `json:"erased"`
 	DataBase64 string          `json:"dataBase64"`
 	Data       json.RawMessage `json:"data"`
 }
@@ -65,8 +68,17 @@ type replayBody struct {
 }
 
 // Record turns a replayed record into the record its hash covers: the
-// data bytes are those of dataBase64, which must equal data's text.
+// data bytes are those of dataBase64, which must equal data's text. The
+// digest the server sends is used only for an erased record; for the
+// others it is recomputed from the data.
 func (w WireRecord) Record(stream string) (eventstore.Record, error) {
+	if w.Erased {
+		if w.DataBase64 != "" || !bytes.Equal(w.Data, []byte("null")) && len(w.Data) > 0 {
+			return eventstore.Record{}, fmt.Errorf("revision %d: erased, yet it carries data", w.Revision)
+		}
+		return eventstore.Record{ID: w.ID, Type: w.Type, Stream: stream, Revision: w.Revision, Position: w.Position,
+			RecordedAt: w.RecordedAt, PrevHash: w.PrevHash, Hash: w.Hash, Version: w.Chain, Digest: w.Digest, Erased: true}, nil
+	}
 	data, err := base64.StdEncoding.DecodeString(w.DataBase64)
 	if err != nil {
 		return eventstore.Record{}, fmt.Errorf("revision %d: dataBase64: %w", w.Revision, err)
@@ -75,7 +87,7 @@ func (w WireRecord) Record(stream string) (eventstore.Record, error) {
 		return eventstore.Record{}, fmt.Errorf("revision %d: data differs from dataBase64", w.Revision)
 	}
 	return eventstore.Record{ID: w.ID, Type: w.Type, Stream: stream, Revision: w.Revision, Position: w.Position,
-		RecordedAt: w.RecordedAt, Data: data, PrevHash: w.PrevHash, Hash: w.Hash}, nil
+		RecordedAt: w.RecordedAt, Data: data, PrevHash: w.PrevHash, Hash: w.Hash, Version: w.Chain}, nil
 }
 
 // Replay calls fn with each page of target's records from revision from,
@@ -127,17 +139,22 @@ func (c *Client) Replay(ctx context.Context, target string, from uint64, fn func
 type RemoteResult struct {
 	Records uint64
 	Head    *eventstore.Head // the last record; nil when the stream is empty
+	Erased  []uint64         // revisions whose payloads were erased
 }
 
 // VerifyRemote replays target's whole stream and recomputes its chain
-// with eventstore.VerifyRecords. expected, when not nil, is a head saved
+// with eventstore.Chain. expected, when not nil, is a head saved
 // earlier: the stream must still hold that record (revision and hash), so
 // a server that dropped or rewrote records since is caught. Failures are
 // *eventstore.ChainError; a missing stream gives ErrStreamNotFound.
 func (c *Client) VerifyRemote(ctx context.Context, target string, expected *eventstore.Head) (RemoteResult, error) {
 	var res RemoteResult
+	var chain *eventstore.Chain
 	matched := expected == nil
 	err := c.Replay(ctx, target, 0, func(stream string, page []WireRecord) error {
+		if chain == nil {
+			chain = &eventstore.Chain{Stream: stream}
+		}
 		recs := make([]eventstore.Record, len(page))
 		for i, w := range page {
 			r, err := w.Record(stream)
@@ -146,13 +163,12 @@ func (c *Client) VerifyRemote(ctx context.Context, target string, expected *even
 			}
 			recs[i] = r
 		}
-		head, err := eventstore.VerifyRecords(stream, recs, res.Head)
-		if err != nil {
+		if err := chain.Add(recs); err != nil {
 			return err
 		}
-		res.Head = head
-		if head != nil {
-			res.Records = head.Revision + 1
+		res.Head = chain.Head
+		if res.Head != nil {
+			res.Records = res.Head.Revision + 1
 		}
 		for _, r := range recs {
 			if expected != nil && r.Revision == expected.Revision {
@@ -165,6 +181,10 @@ func (c *Client) VerifyRemote(ctx context.Context, target string, expected *even
 		}
 		return nil
 	})
+	if err == nil && chain != nil {
+		err = chain.End()
+		res.Erased = chain.Erased
+	}
 	if err != nil {
 		return res, err
 	}
@@ -179,6 +199,24 @@ func (c *Client) VerifyRemote(ctx context.Context, target string, expected *even
 	return res, nil
 }
 
+// Erase asks the service to erase the payloads of target's records (all
+// of them when ids is empty).
+func (c *Client) Erase(ctx context.Context, target string, ids []string, reason string) (EraseResult, error) {
+	body, err := json.Marshal(eraseBody{IDs: ids, Reason: reason})
+	if err != nil {
+		return EraseResult{}, err
+	}
+	var out struct {
+		TargetID      string                    `json:"targetId"`
+		ErasedRecords []eventstore.ErasedRecord `json:"erasedRecords"`
+		AlreadyErased int                       `json:"alreadyErased"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/api/v1/activityHistory/streams/"+url.PathEscape(target)+"/erase", body, &out); err != nil {
+		return EraseResult{}, err
+	}
+	return EraseResult{TargetID: out.TargetID, Erased: out.ErasedRecords, Already: out.AlreadyErased}, nil
+}
+
 // ParseHead reads a head given as REVISION:HASH.
 func ParseHead(s string) (*eventstore.Head, error) {
 	rev, hash, ok := strings.Cut(s, ":")
@@ -190,9 +228,16 @@ func ParseHead(s string) (*eventstore.Head, error) {
 }
 
 func (c *Client) get(ctx context.Context, path string, into any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.BaseURL, "/")+path, nil)
+	return c.do(ctx, http.MethodGet, path, nil, into)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body []byte, into any) error {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.BaseURL, "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
@@ -206,20 +251,26 @@ func (c *Client) get(ctx context.Context, path string, into any) error {
 		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	respBody, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", req.URL.Path, err)
+		return fmt.Errorf("%s %s: %w", method, req.URL.Path, err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("GET %s: %w", req.URL.Path, ErrStreamNotFound)
+		return fmt.Errorf("%s %s: %w", method, req.URL.Path, ErrStreamNotFound)
 	case resp.StatusCode != http.StatusOK:
-		var e struct{ Message string }
-		_ = json.Unmarshal(body, &e)
-		return fmt.Errorf("GET %s: %w", req.URL.Path, &HTTPError{Status: resp.StatusCode, Message: e.Message})
+		var e struct {
+			Message string
+			Errors  map[string][]string
+		}
+		_ = json.Unmarshal(respBody, &e)
+		if len(e.Errors) > 0 {
+			e.Message = fmt.Sprintf("%s %v", e.Message, e.Errors)
+		}
+		return fmt.Errorf("%s %s: %w", method, req.URL.Path, &HTTPError{Status: resp.StatusCode, Message: e.Message})
 	}
-	if err := json.Unmarshal(body, into); err != nil {
-		return fmt.Errorf("GET %s: %w", req.URL.Path, err)
+	if err := json.Unmarshal(respBody, into); err != nil {
+		return fmt.Errorf("%s %s: %w", method, req.URL.Path, err)
 	}
 	return nil
 }

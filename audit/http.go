@@ -28,6 +28,7 @@ import (
 const (
 	EventsPath = query.APIPath + "/streams/:targetId/events"
 	VerifyPath = query.APIPath + "/streams/:targetId/verify"
+	ErasePath  = query.APIPath + "/streams/:targetId/erase"
 	ExportPath = query.APIPath + "/export"
 )
 
@@ -45,8 +46,12 @@ var CSVColumns = []string{
 
 // Routes mount the service.
 type Routes struct {
-	// Audit runs before replay and verify, Export before export (auth).
+	// Audit runs before replay, verify and erase, Export before export
+	// (auth).
 	Audit, Export []gin.HandlerFunc
+	// Erase is where the erase route goes: the engine that receives the
+	// process's writes (nil: the one Mount is given).
+	Erase gin.IRouter
 	// Registerer receives the audit metrics; nil registers none.
 	Registerer prometheus.Registerer
 }
@@ -72,6 +77,10 @@ func Mount(r gin.IRouter, svc *Service, routes Routes) {
 	r.GET(EventsPath, append(slices.Clip(routes.Audit), h.replay)...)
 	r.GET(VerifyPath, append(slices.Clip(routes.Audit), h.verify)...)
 	r.GET(ExportPath, append(slices.Clip(routes.Export), h.export)...)
+	if routes.Erase == nil {
+		routes.Erase = r
+	}
+	routes.Erase.POST(ErasePath, append(slices.Clip(routes.Audit), h.erase)...)
 }
 
 type handlers struct {
@@ -111,6 +120,9 @@ func (h handlers) done(c *gin.Context, endpoint string, start time.Time, records
 		httpapi.Error(c, http.StatusConflict, broken.Error(), nil)
 	case errors.Is(err, ErrNoExport):
 		httpapi.Error(c, http.StatusNotImplemented, err.Error(), nil)
+	case errors.Is(err, errors.ErrUnsupported):
+		// The store cannot erase: say why in the one place a 5xx may.
+		httpapi.Error(c, http.StatusNotImplemented, "", map[string][]string{"eventStore": {err.Error()}})
 	default:
 		query.Fail(c, err)
 	}
@@ -202,8 +214,14 @@ func (h handlers) replay(c *gin.Context) {
 
 // writeRecord writes one replayed record. data is the stored bytes
 // verbatim (not re-encoded), and dataBase64 the same bytes for clients
-// that cannot take a JSON value's text as it was sent.
+// that cannot take a JSON value's text as it was sent. chain is the
+// record's chain form; a v2 record carries its payload's digest, which an
+// erased one keeps (erased: true, no data).
 func writeRecord(b *bytes.Buffer, r eventstore.Record) {
+	chain, digest := max(r.Version, eventstore.ChainV1), r.Digest
+	if chain >= eventstore.ChainV2 && !r.Erased {
+		digest = eventstore.Digest(r.Data)
+	}
 	meta, _ := json.Marshal(struct {
 		Revision   uint64 `json:"revision"`
 		Position   uint64 `json:"position"`
@@ -212,12 +230,15 @@ func writeRecord(b *bytes.Buffer, r eventstore.Record) {
 		RecordedAt string `json:"recordedAt"`
 		PrevHash   string `json:"prevHash"`
 		Hash       string `json:"hash"`
+		Chain      int    `json:"chain"`
+		Digest     string `json:"digest,omitempty"`
+		Erased     bool   `json:"erased,omitempty"`
 		DataBase64 string `json:"dataBase64"`
 	}{r.Revision, r.Position, r.ID, r.Type, r.RecordedAt.UTC().Format(time.RFC3339Nano), r.PrevHash, r.Hash,
-		base64.StdEncoding.EncodeToString(r.Data)}) // plain fields always encode
+		chain, digest, r.Erased, base64.StdEncoding.EncodeToString(r.Data)}) // plain fields always encode
 	b.Write(meta[:len(meta)-1])
 	b.WriteString(`,"data":`)
-	if json.Valid(r.Data) {
+	if !r.Erased && json.Valid(r.Data) {
 		b.Write(r.Data)
 	} else {
 		b.WriteString("null")
@@ -254,17 +275,63 @@ func (h handlers) verify(c *gin.Context) {
 		return &head{h.Revision, h.Hash, h.Position}
 	}
 	body := struct {
-		TargetID     string   `json:"targetId"`
-		Verified     bool     `json:"verified"`
-		Records      uint64   `json:"records"`
-		Head         *head    `json:"head"`
-		RecordedHead *head    `json:"recordedHead"`
-		Failure      *failure `json:"failure"`
-	}{TargetID: v.TargetID, Verified: v.Verified, Records: v.Records, Head: headOf(v.Head), RecordedHead: headOf(v.RecordedHead)}
+		TargetID        string   `json:"targetId"`
+		Verified        bool     `json:"verified"`
+		Records         uint64   `json:"records"`
+		Erased          int      `json:"erased"`
+		ErasedRevisions []uint64 `json:"erasedRevisions"`
+		Head            *head    `json:"head"`
+		RecordedHead    *head    `json:"recordedHead"`
+		Failure         *failure `json:"failure"`
+	}{TargetID: v.TargetID, Verified: v.Verified, Records: v.Records, Erased: len(v.Erased), ErasedRevisions: v.Erased,
+		Head: headOf(v.Head), RecordedHead: headOf(v.RecordedHead)}
+	if body.ErasedRevisions == nil {
+		body.ErasedRevisions = []uint64{}
+	}
 	if v.Failure != nil {
 		body.Failure = &failure{v.Failure.Revision, v.Failure.Reason}
 	}
 	c.JSON(http.StatusOK, body)
+}
+
+// eraseBody is the body of an erase request.
+type eraseBody struct {
+	IDs    []string `json:"ids"`
+	Reason string   `json:"reason"`
+}
+
+// erase serves POST ErasePath {"reason", "ids"}: it removes the payloads
+// of the target's records (all of them when ids is absent or empty).
+func (h handlers) erase(c *gin.Context) {
+	start := time.Now()
+	var body eraseBody
+	dec := json.NewDecoder(c.Request.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&body)
+	if err != nil {
+		err = activity.Invalid("body", `must be a JSON object: {"reason": "…", "ids": ["…"]}`)
+	}
+	who := httpapi.CallerOf(c)
+	by := who.Email
+	if by == "" {
+		by = "anonymous (authentication off)"
+	}
+	var res EraseResult
+	if err == nil {
+		res, err = h.svc.Erase(c.Request.Context(), EraseRequest{TargetID: query.PathParam(c, "targetId"), IDs: body.IDs, Reason: body.Reason, By: by})
+	}
+	if !h.done(c, "erase", start, len(res.Erased), err,
+		slog.String("targetId", res.TargetID), slog.String("reason", body.Reason), slog.Int("alreadyErased", res.Already)) {
+		return
+	}
+	if res.Position > 0 {
+		c.Header("X-Activity-Position", strconv.FormatUint(res.Position, 10))
+	}
+	if res.Erased == nil {
+		res.Erased = []eventstore.ErasedRecord{}
+	}
+	c.JSON(http.StatusOK, gin.H{"targetId": res.TargetID, "erased": len(res.Erased), "erasedRecords": res.Erased,
+		"alreadyErased": res.Already, "reason": strings.TrimSpace(body.Reason), "by": by})
 }
 
 // export serves GET ExportPath?format=&targetType=&sourceDomain=&type=&from=&to=&pageSize=&paginationToken=.

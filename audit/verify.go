@@ -15,6 +15,9 @@ type Verification struct {
 	// Records counts the records that verified: all of them when Verified,
 	// else those before the first bad one.
 	Records uint64
+	// Erased lists the revisions whose payloads were erased (named by an
+	// erasure record), when Verified.
+	Erased []uint64
 	// Head is the last record that verified (nil when none did).
 	Head *eventstore.Head
 	// RecordedHead is the head recorded outside the stream, when the store
@@ -48,7 +51,8 @@ func (s *Service) Verify(ctx context.Context, targetID string) (Verification, er
 			return v, fmt.Errorf("recorded head of %s: %w", tid, err)
 		}
 	}
-	head, err := eventstore.Verify(ctx, s.st.Streams, tid, v.RecordedHead)
+	c, err := eventstore.VerifyStream(ctx, s.st.Streams, tid, v.RecordedHead)
+	head := c.Head
 	switch {
 	case errors.As(err, &ce):
 		if v.Failure == nil {
@@ -61,6 +65,7 @@ func (s *Service) Verify(ctx context.Context, targetID string) (Verification, er
 	if v.Failure == nil {
 		v.Verified = true
 		v.Records = head.Revision + 1
+		v.Erased = c.Erased
 		return v, nil
 	}
 	v.Records = v.Failure.Revision

@@ -5,32 +5,58 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"time"
 )
 
 // GenesisHash is the prevHash of every stream's first record.
 const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
+// Chain forms. A record says its form (Record.Version; 0 is v1, the form
+// of records written before forms were told apart), so records of both
+// verify side by side.
+const (
+	// ChainV1 hashes the payload bytes: the payload cannot go.
+	ChainV1 = 1
+	// ChainV2 hashes the payload's SHA-256 digest instead: the payload can
+	// be erased while the digest, the metadata and the link remain.
+	ChainV2 = 2
+)
+
 // chainVersion is written first in the canonical bytes so that a later
 // change of layout cannot be mistaken for this one.
-const chainVersion = "activityhistory/chain/v1"
+const (
+	chainVersion   = "activityhistory/chain/v1"
+	chainVersionV2 = "activityhistory/chain/v2"
+)
 
-// CanonicalBytes is the byte string a record's hash covers: stream,
+// CanonicalBytes is the byte string a v1 record's hash covers: stream,
 // revision, event id, type and data, each length-prefixed so that no two
 // different records share it. RecordedAt and Position are not covered: they
 // are assigned by the backend and differ between stores holding the same
 // history.
 func CanonicalBytes(stream string, revision uint64, ev Event) []byte {
-	n := len(chainVersion) + len(stream) + len(ev.ID) + len(ev.Type) + len(ev.Data) + 5*8 + 8
-	b := make([]byte, 0, n)
-	b = appendField(b, []byte(chainVersion))
+	return canonical(chainVersion, stream, revision, ev.ID, ev.Type, ev.Data)
+}
+
+// CanonicalBytesV2 is the byte string a v2 record's hash covers: as v1, with
+// the 32-byte SHA-256 digest of the data in place of the data.
+func CanonicalBytesV2(stream string, revision uint64, id, typ string, digest []byte) []byte {
+	return canonical(chainVersionV2, stream, revision, id, typ, digest)
+}
+
+func canonical(version, stream string, revision uint64, id, typ string, data []byte) []byte {
+	b := make([]byte, 0, len(version)+len(stream)+len(id)+len(typ)+len(data)+6*8)
+	b = appendField(b, []byte(version))
 	b = appendField(b, []byte(stream))
 	b = binary.BigEndian.AppendUint64(b, revision)
-	b = appendField(b, []byte(ev.ID))
-	b = appendField(b, []byte(ev.Type))
-	b = appendField(b, ev.Data)
-	return b
+	b = appendField(b, []byte(id))
+	b = appendField(b, []byte(typ))
+	return appendField(b, data)
 }
 
 func appendField(b, f []byte) []byte {
@@ -38,21 +64,54 @@ func appendField(b, f []byte) []byte {
 	return append(b, f...)
 }
 
-// ChainHash returns hex SHA-256(prevHash ‖ canonical event bytes), where
-// prevHash is taken as its 32 raw bytes.
+// ChainHash returns the v1 hash: hex SHA-256(prevHash ‖ canonical event
+// bytes), where prevHash is taken as its 32 raw bytes.
 func ChainHash(prevHash, stream string, revision uint64, ev Event) (string, error) {
+	return linkHash(prevHash, CanonicalBytes(stream, revision, ev))
+}
+
+// Digest is the hex SHA-256 of a payload: what a v2 hash covers.
+func Digest(data []byte) string {
+	d := sha256.Sum256(data)
+	return hex.EncodeToString(d[:])
+}
+
+// RecordHash recomputes r's hash in its chain form from its PrevHash: from
+// the data, or, for an erased v2 record, from the digest it kept. An erased
+// v1 record cannot be recomputed: its hash is returned as it is, and only
+// its links prove it.
+func RecordHash(r Record) (string, error) {
+	if r.Version < ChainV2 {
+		if r.Erased {
+			return r.Hash, nil
+		}
+		return ChainHash(r.PrevHash, r.Stream, r.Revision, Event{ID: r.ID, Type: r.Type, Data: r.Data})
+	}
+	d := sha256.Sum256(r.Data)
+	if r.Erased {
+		if len(r.Digest) != 2*sha256.Size {
+			return "", fmt.Errorf("%w: digest %q is not a hex SHA-256", ErrInvalid, r.Digest)
+		}
+		if _, err := hex.Decode(d[:], []byte(r.Digest)); err != nil {
+			return "", fmt.Errorf("%w: digest %q is not a hex SHA-256", ErrInvalid, r.Digest)
+		}
+	}
+	return linkHash(r.PrevHash, CanonicalBytesV2(r.Stream, r.Revision, r.ID, r.Type, d[:]))
+}
+
+func linkHash(prevHash string, canonical []byte) (string, error) {
 	prev, err := hex.DecodeString(prevHash)
 	if err != nil || len(prev) != sha256.Size {
 		return "", fmt.Errorf("%w: prevHash %q is not a hex SHA-256", ErrInvalid, prevHash)
 	}
 	h := sha256.New()
 	h.Write(prev)
-	h.Write(CanonicalBytes(stream, revision, ev))
+	h.Write(canonical)
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // Seal fills Revision, PrevHash and Hash of records that continue the chain
-// from head (nil for a new stream).
+// from head (nil for a new stream), in the current form, v2.
 func Seal(head *Head, stream string, events []Event) ([]Record, error) {
 	prev, rev := GenesisHash, uint64(0)
 	if head != nil {
@@ -60,11 +119,13 @@ func Seal(head *Head, stream string, events []Event) ([]Record, error) {
 	}
 	out := make([]Record, len(events))
 	for i, ev := range events {
-		h, err := ChainHash(prev, stream, rev, ev)
+		r := Record{ID: ev.ID, Type: ev.Type, Stream: stream, Revision: rev, Data: ev.Data, PrevHash: prev, Version: ChainV2}
+		h, err := RecordHash(r)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = Record{ID: ev.ID, Type: ev.Type, Stream: stream, Revision: rev, Data: ev.Data, PrevHash: prev, Hash: h}
+		r.Hash = h
+		out[i] = r
 		prev, rev = h, rev+1
 	}
 	return out, nil
@@ -86,40 +147,125 @@ func (e *ChainError) Error() string {
 
 func (e *ChainError) Unwrap() error { return ErrChainBroken }
 
-// VerifyRecords checks that records are revisions 0..n-1 of one stream,
-// each linked to the one before and hashing to its Hash. It returns the
-// head it ended on, or a *ChainError for the first bad record.
-func VerifyRecords(stream string, recs []Record, from *Head) (*Head, error) {
+// ErasureType is the type of an erasure record: it names earlier records
+// of its stream whose payloads were removed, and says by whom, when and why.
+const ErasureType = "PayloadsErased"
+
+// Erasure is the payload of an erasure record.
+type Erasure struct {
+	By      string         `json:"by"`
+	At      time.Time      `json:"at"`
+	Reason  string         `json:"reason"`
+	Records []ErasedRecord `json:"records"`
+}
+
+// ErasedRecord names one record whose payload an erasure removed.
+type ErasedRecord struct {
+	Revision uint64 `json:"revision"`
+	ID       string `json:"id"`
+	Digest   string `json:"digest"` // hex SHA-256 of the payload removed
+}
+
+// Chain checks one stream's records in order, page after page: each must
+// link to the one before and hash to its Hash, and each erased record must
+// be named, with its id and digest, by a later erasure record.
+type Chain struct {
+	Stream string
+	// Head is the last record checked; set it to continue from a known head.
+	Head *Head
+	// Erased lists the revisions whose payloads were erased, once an
+	// erasure record has named them.
+	Erased   []uint64
+	unlisted map[uint64]ErasedRecord // erased but not yet named
+}
+
+// Add checks the next records; a *ChainError names the first bad one.
+func (c *Chain) Add(recs []Record) error {
 	prev, want := GenesisHash, uint64(0)
-	if from != nil {
-		prev, want = from.Hash, from.Revision+1
+	if c.Head != nil {
+		prev, want = c.Head.Hash, c.Head.Revision+1
 	}
-	head := from
 	for _, r := range recs {
 		fail := func(reason string) error {
-			return &ChainError{Stream: stream, Revision: want, Reason: reason}
+			return &ChainError{Stream: c.Stream, Revision: want, Reason: reason}
 		}
 		switch {
-		case r.Stream != stream:
-			return nil, fail(fmt.Sprintf("record belongs to stream %q", r.Stream))
+		case r.Stream != c.Stream:
+			return fail(fmt.Sprintf("record belongs to stream %q", r.Stream))
 		case r.Revision < want:
-			return nil, fail(fmt.Sprintf("revision %d appears again or out of order", r.Revision))
+			return fail(fmt.Sprintf("revision %d appears again or out of order", r.Revision))
 		case r.Revision > want:
-			return nil, fail(fmt.Sprintf("missing: next record found is revision %d", r.Revision))
+			return fail(fmt.Sprintf("missing: next record found is revision %d", r.Revision))
 		case r.PrevHash != prev:
-			return nil, fail("prevHash does not match the hash of the record before")
+			return fail("prevHash does not match the hash of the record before")
 		}
-		h, err := ChainHash(prev, stream, r.Revision, Event{ID: r.ID, Type: r.Type, Data: r.Data})
+		h, err := RecordHash(r)
 		if err != nil {
-			return nil, fail(err.Error())
+			return fail(err.Error())
 		}
 		if h != r.Hash {
-			return nil, fail("content does not match its hash (altered)")
+			return fail("content does not match its hash (altered)")
 		}
-		head = &Head{Stream: stream, Revision: r.Revision, Hash: r.Hash, Position: r.Position}
+		if r.Erased {
+			if c.unlisted == nil {
+				c.unlisted = map[uint64]ErasedRecord{}
+			}
+			c.unlisted[r.Revision] = ErasedRecord{Revision: r.Revision, ID: r.ID, Digest: r.Digest}
+		} else if r.Type == ErasureType {
+			if err := c.listed(r); err != nil {
+				return fail(err.Error())
+			}
+		}
+		c.Head = &Head{Stream: c.Stream, Revision: r.Revision, Hash: r.Hash, Position: r.Position}
 		prev, want = h, want+1
 	}
-	return head, nil
+	return nil
+}
+
+// listed ticks off the erased records an erasure record names. Records it
+// names that still hold their payload are an erasure not finished yet.
+func (c *Chain) listed(r Record) error {
+	var e Erasure
+	if err := json.Unmarshal(r.Data, &e); err != nil {
+		return fmt.Errorf("erasure record: %w", err)
+	}
+	for _, n := range e.Records {
+		got, ok := c.unlisted[n.Revision]
+		if !ok {
+			continue
+		}
+		if got != n {
+			return fmt.Errorf("erased revision %d is not the record the erasure record names (id or digest differ)", n.Revision)
+		}
+		delete(c.unlisted, n.Revision)
+		c.Erased = append(c.Erased, n.Revision)
+	}
+	return nil
+}
+
+// End fails when a record's payload is gone but no erasure record names
+// it: removed behind the store's back.
+func (c *Chain) End() error {
+	slices.Sort(c.Erased)
+	if len(c.unlisted) == 0 {
+		return nil
+	}
+	first := slices.Min(slices.Collect(maps.Keys(c.unlisted)))
+	return &ChainError{Stream: c.Stream, Revision: first, Reason: "payload removed, but no erasure record names it"}
+}
+
+// VerifyRecords checks that records are revisions 0..n-1 of one stream (or
+// continue from), as Chain does. It returns the head it ended on, or a
+// *ChainError for the first bad record.
+func VerifyRecords(stream string, recs []Record, from *Head) (*Head, error) {
+	c := Chain{Stream: stream, Head: from}
+	if err := c.Add(recs); err != nil {
+		return nil, err
+	}
+	if err := c.End(); err != nil {
+		return nil, err
+	}
+	return c.Head, nil
 }
 
 // StreamReader is the part of a Store that Verify needs.
@@ -127,8 +273,15 @@ type StreamReader interface {
 	Read(ctx context.Context, stream string, from uint64, limit int) ([]Record, error)
 }
 
-// Verify reads a whole stream and checks its chain. expected, when not nil,
-// is a head kept outside the stream (recorded after an append succeeded):
+// Verify is VerifyStream that returns the head only.
+func Verify(ctx context.Context, s StreamReader, stream string, expected *Head) (*Head, error) {
+	c, err := VerifyStream(ctx, s, stream, expected)
+	return c.Head, err
+}
+
+// VerifyStream reads a whole stream and checks its chain. expected, when
+// not nil, is a head kept outside the stream (recorded after an append
+// succeeded):
 //   - the stream must hold a record at expected.Revision with expected.Hash
 //     (and, when expected.Position is not 0, at that position: a record
 //     removed and written again lands elsewhere), so removal of the newest
@@ -137,41 +290,45 @@ type StreamReader interface {
 //     the append, so a stream may be ahead of its head for a moment, and for
 //     good when a writer stopped in between. Such records are only as safe
 //     as the chain alone makes them.
-func Verify(ctx context.Context, s StreamReader, stream string, expected *Head) (*Head, error) {
+func VerifyStream(ctx context.Context, s StreamReader, stream string, expected *Head) (Chain, error) {
 	const page = 1000
-	var head *Head
+	c := Chain{Stream: stream}
 	var from uint64
 	matched := expected == nil
 	for {
 		recs, err := s.Read(ctx, stream, from, page)
-		if errors.Is(err, ErrNotFound) && head == nil && expected != nil {
-			return nil, &ChainError{Stream: stream, Revision: 0,
+		if errors.Is(err, ErrNotFound) && c.Head == nil && expected != nil {
+			return c, &ChainError{Stream: stream, Revision: 0,
 				Reason: fmt.Sprintf("no records, but the head is recorded at revision %d", expected.Revision)}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("verify %s: %w", stream, err)
+			return c, fmt.Errorf("verify %s: %w", stream, err)
 		}
-		if head, err = VerifyRecords(stream, recs, head); err != nil {
-			return nil, err
+		if err := c.Add(recs); err != nil {
+			c.Head = nil
+			return c, err
 		}
 		if !matched {
 			if matched, err = matchHead(stream, recs, expected); err != nil {
-				return head, err
+				return c, err
 			}
 		}
-		if len(recs) < page || head == nil {
+		if len(recs) < page || c.Head == nil {
 			break
 		}
-		from = head.Revision + 1
+		from = c.Head.Revision + 1
 	}
-	if head == nil {
-		return nil, fmt.Errorf("verify %s: %w", stream, ErrNotFound)
+	if c.Head == nil {
+		return c, fmt.Errorf("verify %s: %w", stream, ErrNotFound)
 	}
 	if !matched {
-		return head, &ChainError{Stream: stream, Revision: head.Revision + 1,
-			Reason: fmt.Sprintf("records after revision %d are missing (head recorded at %d)", head.Revision, expected.Revision)}
+		return c, &ChainError{Stream: stream, Revision: c.Head.Revision + 1,
+			Reason: fmt.Sprintf("records after revision %d are missing (head recorded at %d)", c.Head.Revision, expected.Revision)}
 	}
-	return head, nil
+	if err := c.End(); err != nil {
+		return c, err
+	}
+	return c, nil
 }
 
 // matchHead reports whether recs hold the record of the recorded head, and

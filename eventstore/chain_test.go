@@ -2,10 +2,12 @@ package eventstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/council/activityhistory/eventstore"
 )
@@ -74,7 +76,7 @@ func TestVerifyRecords(t *testing.T) {
 		{"altered hash", func(r []eventstore.Record) []eventstore.Record { r[0].Hash = other[0].Hash; return r }, 0},
 		{"rehashed record breaks the next link", func(r []eventstore.Record) []eventstore.Record {
 			r[1].Data = []byte(`{"n":"forged"}`)
-			r[1].Hash, _ = eventstore.ChainHash(r[1].PrevHash, st, 1, eventstore.Event{ID: r[1].ID, Type: r[1].Type, Data: r[1].Data})
+			r[1].Hash, _ = eventstore.RecordHash(r[1])
 			return r
 		}, 2},
 		{"reordered", func(r []eventstore.Record) []eventstore.Record { r[1], r[2] = r[2], r[1]; return r }, 1},
@@ -170,4 +172,144 @@ func altered(recs []eventstore.Record, rev int) recordsReader {
 	out := slices.Clone(recs)
 	out[rev].Data = []byte(`{"altered":true}`)
 	return out
+}
+
+// sealedV1 returns n records in chain form v1, as written before forms
+// were told apart (Version 0): their hashes cover the payload bytes.
+func sealedV1(t *testing.T, stream string, n int) []eventstore.Record {
+	t.Helper()
+	prev := eventstore.GenesisHash
+	out := make([]eventstore.Record, n)
+	for i := range out {
+		ev := eventstore.Event{ID: fmt.Sprintf("%s-v1-%d", stream, i), Type: "Created", Data: fmt.Appendf(nil, `{"n":%d}`, i)}
+		h, err := eventstore.ChainHash(prev, stream, uint64(i), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = eventstore.Record{ID: ev.ID, Type: ev.Type, Stream: stream, Revision: uint64(i), Data: ev.Data, PrevHash: prev, Hash: h, Position: uint64(i + 1)}
+		prev = h
+	}
+	return out
+}
+
+// erase turns recs[revs] into erased records and appends the erasure
+// record that names them, as the store and the erase use case do.
+func erase(t *testing.T, recs []eventstore.Record, revs ...int) []eventstore.Record {
+	t.Helper()
+	recs = slices.Clone(recs)
+	e := eventstore.Erasure{By: "auditor@example.org", At: time.Unix(1, 0).UTC(), Reason: "request"}
+	for _, i := range revs {
+		r := &recs[i]
+		e.Records = append(e.Records, eventstore.ErasedRecord{Revision: r.Revision, ID: r.ID, Digest: eventstore.Digest(r.Data)})
+		r.Erased, r.Digest, r.Data = true, eventstore.Digest(r.Data), nil
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := recs[len(recs)-1]
+	more, err := eventstore.Seal(headOf(last), last.Stream, []eventstore.Event{{ID: fmt.Sprintf("erasure-%d", len(recs)), Type: eventstore.ErasureType, Data: data}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(recs, more...)
+}
+
+func TestChainForms(t *testing.T) {
+	t.Parallel()
+	const st = "target-1"
+	v1 := sealedV1(t, st, 3)
+	if _, err := eventstore.VerifyRecords(st, v1, nil); err != nil {
+		t.Fatalf("v1 records: %v", err)
+	}
+	// v2 records continue a v1 stream.
+	mixed, err := eventstore.Seal(headOf(v1[2]), st, []eventstore.Event{{ID: "v2-3", Type: "Created", Data: []byte(`{"n":3}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixed = append(slices.Clone(v1), mixed...)
+	if mixed[3].Version != eventstore.ChainV2 {
+		t.Fatalf("sealed in form %d, want v2", mixed[3].Version)
+	}
+	if _, err := eventstore.VerifyRecords(st, mixed, nil); err != nil {
+		t.Fatalf("v1 then v2: %v", err)
+	}
+	// A v1 record read as v2, or the reverse, does not verify.
+	asV2 := slices.Clone(v1)
+	asV2[1].Version = eventstore.ChainV2
+	wantBroken(t, verifyErr(st, asV2), 1)
+	asV1 := slices.Clone(mixed)
+	asV1[3].Version = 0
+	wantBroken(t, verifyErr(st, asV1), 3)
+}
+
+func verifyErr(st string, recs []eventstore.Record) error {
+	_, err := eventstore.VerifyRecords(st, recs, nil)
+	return err
+}
+
+func TestErasedRecordsVerify(t *testing.T) {
+	t.Parallel()
+	const st = "target-1"
+	good := sealed(t, st, 5)
+	erased := erase(t, good, 1, 3)
+	c := eventstore.Chain{Stream: st}
+	if err := c.Add(erased); err != nil {
+		t.Fatalf("erased with an erasure record: %v", err)
+	}
+	if err := c.End(); err != nil || !slices.Equal(c.Erased, []uint64{1, 3}) {
+		t.Fatalf("end: %v, erased %v; want revisions 1 and 3", err, c.Erased)
+	}
+	// An erased v1 record keeps its place by its links alone.
+	v1 := erase(t, sealedV1(t, st, 3), 0)
+	if _, err := eventstore.VerifyRecords(st, v1, nil); err != nil {
+		t.Fatalf("erased v1 record: %v", err)
+	}
+
+	for _, c := range []struct {
+		name   string
+		tamper func(r []eventstore.Record) []eventstore.Record
+		at     uint64
+	}{
+		{"payload removed without an erasure record", func(r []eventstore.Record) []eventstore.Record {
+			r[2].Erased, r[2].Digest, r[2].Data = true, eventstore.Digest(r[2].Data), nil
+			return r
+		}, 2},
+		{"erased record without its erasure record", func(r []eventstore.Record) []eventstore.Record { return r[:5] }, 1},
+		{"altered instead of erased", func(r []eventstore.Record) []eventstore.Record {
+			r[2].Data = []byte(`{"n":"altered"}`)
+			return r
+		}, 2},
+		{"erased record with another digest", func(r []eventstore.Record) []eventstore.Record {
+			r[1].Digest = eventstore.Digest([]byte("other"))
+			return r
+		}, 1},
+		{"erased record removed", func(r []eventstore.Record) []eventstore.Record { return slices.Delete(r, 1, 2) }, 1},
+		{"erased record with a malformed digest", func(r []eventstore.Record) []eventstore.Record {
+			r[3].Digest += r[3].Digest
+			return r
+		}, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			wantBroken(t, verifyErr(st, c.tamper(slices.Clone(erased))), c.at)
+		})
+	}
+}
+
+// BenchmarkRecordHash hashes a 1 KiB record in each chain form.
+func BenchmarkRecordHash(b *testing.B) {
+	r := eventstore.Record{ID: "id", Type: "ActivityRecorded", Stream: "target", Revision: 7,
+		PrevHash: eventstore.GenesisHash, Data: make([]byte, 1024)}
+	for _, v := range []int{eventstore.ChainV1, eventstore.ChainV2} {
+		r.Version = v
+		b.Run(fmt.Sprintf("v%d", v), func(b *testing.B) {
+			b.SetBytes(int64(len(r.Data)))
+			for b.Loop() {
+				if _, err := eventstore.RecordHash(r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -67,6 +67,9 @@ type Record struct {
 	Data       []byte
 	PrevHash   string // hex SHA-256; GenesisHash for revision 0
 	Hash       string // hex SHA-256(prevHash ‖ canonical event bytes)
+	Version    int    // chain form: ChainV2, or 0/ChainV1 (see chain.go)
+	Digest     string // hex SHA-256 of the removed Data, on erased records
+	Erased     bool   // Data was removed; Digest and the rest remain
 }
 
 // AppendResult tells where an append landed.

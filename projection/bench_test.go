@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/council/activityhistory/activity"
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
@@ -91,8 +93,11 @@ func BenchmarkApply(b *testing.B) {
 
 // BenchmarkCatchUp projects a store of 50,000 recorded activities into an
 // empty Redis read model and reports events/s: one op is one catch-up.
-// "subscribe" is the store's own delivery rate (a handler that does
-// nothing), beside "redis", the projector end to end.
+// Beside "redis", the projector end to end, are its raw parts in the same
+// run: "subscribe", the store's own delivery rate (a handler that does
+// nothing), and "redis-raw", the same documents and index entries written
+// with plain pipelined commands in batches of 2,000 (no script, no
+// checkpoint, no decoding).
 func BenchmarkCatchUp(b *testing.B) {
 	const n = 50_000
 	store, err := natsjs.Open(context.Background(), natsjs.Config{DataDir: b.TempDir()})
@@ -102,11 +107,13 @@ func BenchmarkCatchUp(b *testing.B) {
 	defer store.Close()
 	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	var end uint64
+	var all []activity.Activity
 	for i := 0; i < n; i += eventstore.MaxEventsPerAppend {
 		evs := make([]eventstore.Event, 0, eventstore.MaxEventsPerAppend)
 		target := fmt.Sprintf("target-%d", i/eventstore.MaxEventsPerAppend%50)
 		for k := i; k < i+eventstore.MaxEventsPerAppend; k++ {
 			a := readmodeltest.Activity(target, k, base.Add(time.Duration(k)*time.Second))
+			all = append(all, a)
 			data, _ := activity.EncodeEvent(a)
 			evs = append(evs, eventstore.Event{ID: a.ID, Type: activity.EventRecorded, Data: data})
 		}
@@ -130,6 +137,47 @@ func BenchmarkCatchUp(b *testing.B) {
 		b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
 	})
 	b.Run("redis", func(b *testing.B) { benchCatchUp(b, store, n, end) })
+	b.Run("redis-raw", func(b *testing.B) { benchRawRedis(b, all) })
+}
+
+// benchRawRedis writes what the projector writes for acts with plain
+// pipelined commands: per batch one HSET and one ZADD per target and one
+// MSET of the id keys.
+func benchRawRedis(b *testing.B, acts []activity.Activity) {
+	docs := make([][]byte, len(acts))
+	for i, a := range acts {
+		docs[i], _ = a.MarshalJSON()
+	}
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		c, prefix := redistest.Client(b)
+		b.StartTimer()
+		for i := 0; i < len(acts); i += 2000 {
+			pipe := c.Pipeline()
+			byTarget := map[string][]int{}
+			var ids []any
+			for k := i; k < min(i+2000, len(acts)); k++ {
+				byTarget[acts[k].TargetID] = append(byTarget[acts[k].TargetID], k)
+				ids = append(ids, prefix+"id:"+acts[k].ID, acts[k].TargetID)
+			}
+			for target, ks := range byTarget {
+				h := make([]any, 0, 2*len(ks))
+				z := make([]redis.Z, 0, len(ks))
+				for _, k := range ks {
+					h = append(h, acts[k].ID, docs[k])
+					z = append(z, redis.Z{Member: acts[k].SortKey()})
+				}
+				pipe.HSet(ctx, prefix+"{"+target+"}:doc", h...)
+				pipe.ZAdd(ctx, prefix+"{"+target+"}:idx", z...)
+			}
+			pipe.MSet(ctx, ids...)
+			if _, err := pipe.Exec(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*len(acts))/b.Elapsed().Seconds(), "events/s")
 }
 
 func benchCatchUp(b *testing.B, store eventstore.Store, n int, end uint64) {
@@ -268,6 +316,67 @@ func BenchmarkFilteredPage(b *testing.B) {
 						scanned = p.Scanned
 					}
 					b.ReportMetric(float64(scanned), "scanned/page")
+				})
+			}
+		})
+	}
+}
+
+// BenchmarkPageRetention is the cost of the retention filter on a head
+// page of 20 over a 10,000-activity target: "plain" has no TTLs (no
+// per-entry expiry check), "ttl" has a TTL on every activity but none
+// expired (every entry checked, none skipped), "half-expired" has every
+// other activity expired (40 examined for 20), "head-expired" has its
+// newest 200 expired and not yet swept (220 examined).
+func BenchmarkPageRetention(b *testing.B) {
+	const n, size = 10_000, 20
+	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := base.Add(n*time.Minute).AddDate(0, 0, 2)
+	shapes := []struct {
+		name string
+		ttl  func(i int) int
+	}{
+		{"plain", func(int) int { return 0 }},
+		{"ttl", func(int) int { return activity.MaxTimeToLiveDays }},
+		{"half-expired", func(i int) int { return 1 - i%2 }},
+		{"head-expired", func(i int) int {
+			if i >= n-200 {
+				return 1
+			}
+			return 0
+		}},
+	}
+	for _, name := range []string{"memory", "redis"} {
+		b.Run(name, func(b *testing.B) {
+			m := benchModels()[name](b)
+			switch m := m.(type) {
+			case *projection.Memory:
+				m.Now = func() time.Time { return now }
+			case *projection.Redis:
+				m.Now = func() time.Time { return now }
+			}
+			ctx := context.Background()
+			for k, s := range shapes {
+				acts := make([]activity.Activity, n)
+				for i := range acts {
+					acts[i] = readmodeltest.Activity(s.name, k*n+i, base.Add(time.Duration(i)*time.Minute))
+					acts[i].TimeToLiveForRecord = s.ttl(i)
+				}
+				for i := 0; i < n; i += 500 {
+					if err := m.Apply(ctx, uint64(k*n+i+500), acts[i:i+500]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			for _, s := range shapes {
+				b.Run(s.name, func(b *testing.B) {
+					b.ReportAllocs()
+					for b.Loop() {
+						p, err := m.Page(ctx, s.name, activity.PageQuery{Limit: size})
+						if err != nil || !p.Found || len(p.Entries) != size {
+							b.Fatalf("%d entries, found=%v, err=%v", len(p.Entries), p.Found, err)
+						}
+					}
 				})
 			}
 		})

@@ -173,10 +173,47 @@ func (r *Redis) WaitFor(ctx context.Context, position uint64) error {
 			return fmt.Errorf("wait for position %d (at %d): %w", position, seen.applied, ctx.Err())
 		}
 		wait = min(2*wait, 50*time.Millisecond)
-		if err := r.Refresh(ctx); err != nil && ctx.Err() == nil {
+		if err := r.refreshShared(ctx); err != nil && ctx.Err() == nil {
 			return err
 		}
 	}
+}
+
+// sharedFresh is how long the waiters' last Refresh counts as current.
+const sharedFresh = 2 * time.Millisecond
+
+// refreshShared is Refresh for waiters: one read in flight at a time,
+// whose result every waiter that asks meanwhile, or within sharedFresh
+// after it, shares. Thousands of waiters each polling on their own took
+// the connections the projector and the lease needed, which made the lag
+// they waited out grow.
+func (r *Redis) refreshShared(ctx context.Context) error {
+	r.mu.Lock()
+	if time.Since(r.refreshed) < sharedFresh {
+		r.mu.Unlock()
+		return nil
+	}
+	if ch := r.refreshing; ch != nil {
+		r.mu.Unlock()
+		select {
+		case <-ch:
+			return nil // its error, if any, was its caller's to report
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	ch := make(chan struct{})
+	r.refreshing = ch
+	r.mu.Unlock()
+	err := r.Refresh(ctx)
+	r.mu.Lock()
+	r.refreshing = nil
+	if err == nil {
+		r.refreshed = time.Now()
+	}
+	r.mu.Unlock()
+	close(ch)
+	return err
 }
 
 // currentGeneration reads which generation readers use.

@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,10 @@ type ProjectorOptions struct {
 	// Sweep, when its Interval is set, removes expired activities from the
 	// model during each term (with a Lease, only the holder sweeps).
 	Sweep SweepOptions
+	// Leader, when set, runs during each term (with a Lease, only while
+	// this process holds it) until the term ends: work for one process,
+	// such as the store's retention.
+	Leader func(ctx context.Context)
 }
 
 // HeadReader reads the global position of the store's last record.
@@ -59,6 +64,7 @@ type Projector struct {
 	head    HeadReader
 	metrics projectorMetrics
 	sweeper *sweeper // nil: no sweeping
+	leader  func(ctx context.Context)
 
 	// Of the current term: the model, the queue from the subscription to
 	// the applier, and the last position queued (the subscription's).
@@ -90,6 +96,7 @@ func NewProjector(store eventstore.Store, model ReadModel, opts ProjectorOptions
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	p.sweeper = newSweeper(opts.Sweep, opts.Registerer, p.log)
+	p.leader = opts.Leader
 	if p.batch <= 0 {
 		p.batch = defaultBatchSize
 	}
@@ -138,6 +145,9 @@ const queueDepth = 2
 type chunk struct {
 	acts []activity.Activity
 	last eventstore.Record // the last record it covers (skipped ones too)
+	// forget, when not nil, makes the chunk an erasure record's: its
+	// activities (of last.Stream) are forgotten, and nothing is merged in.
+	forget []string
 }
 
 // runTerm applies to model until ctx ends or model is fenced off. The
@@ -148,6 +158,11 @@ func (p *Projector) runTerm(ctx context.Context, model ReadModel) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p.term = model
+	if p.leader != nil {
+		led := make(chan struct{})
+		go func() { defer close(led); p.leader(ctx) }()
+		defer func() { cancel(); <-led }()
+	}
 	if p.sweeper != nil {
 		swept := make(chan struct{})
 		go func() { defer close(swept); p.sweeper.run(ctx, model) }()
@@ -204,10 +219,10 @@ func (p *Projector) applyLoop(ctx context.Context) {
 			}
 		}
 	merge:
-		for len(c.acts) < p.batch {
+		for len(c.acts) < p.batch && c.forget == nil {
 			select {
 			case next := <-p.queue:
-				if len(c.acts)+len(next.acts) > p.batch {
+				if len(c.acts)+len(next.acts) > p.batch || next.forget != nil {
 					held = &next
 					break merge
 				}
@@ -228,6 +243,9 @@ func (p *Projector) applyLoop(ctx context.Context) {
 func (p *Projector) apply(ctx context.Context, c chunk) error {
 	err := p.retry(ctx, "apply", func() error {
 		start := time.Now()
+		if c.forget != nil {
+			return p.term.Forget(ctx, c.last.Position, c.last.Stream, c.forget)
+		}
 		if err := p.term.Apply(ctx, c.last.Position, c.acts); err != nil {
 			return err
 		}
@@ -273,6 +291,19 @@ func (p *Projector) handle(ctx context.Context, recs []eventstore.Record) error 
 		if r.Position <= p.queued {
 			continue // delivered again: already queued or applied
 		}
+		if r.Type == eventstore.ErasureType {
+			// What came before goes first, checkpointed before it; then
+			// the erasure record's own chunk.
+			p.seen(r.Position)
+			if err := send(); err != nil {
+				return err
+			}
+			c.last, c.forget = r, p.erasedIDs(r)
+			if err := send(); err != nil {
+				return err
+			}
+			continue
+		}
 		c.last = r
 		p.seen(r.Position)
 		a, err := activity.DecodeEvent(r.Type, r.Data)
@@ -296,6 +327,23 @@ func (p *Projector) handle(ctx context.Context, recs []eventstore.Record) error 
 	}
 	// Skipped records still move the checkpoint, so they are not read again.
 	return send()
+}
+
+// erasedIDs lists the activities an erasure record erased; nil when it
+// cannot be read (skipped, as any undecodable record).
+func (p *Projector) erasedIDs(r eventstore.Record) []string {
+	var e eventstore.Erasure
+	if err := json.Unmarshal(r.Data, &e); err != nil {
+		p.metrics.skipped.WithLabelValues("undecodable").Inc()
+		p.log.Error("projector skipping undecodable erasure record",
+			"stream", r.Stream, "position", r.Position, "id", r.ID, "err", err)
+		return nil
+	}
+	ids := make([]string, len(e.Records))
+	for i, n := range e.Records {
+		ids[i] = n.ID
+	}
+	return ids
 }
 
 // Applied counts the activities this projector has applied.

@@ -199,16 +199,20 @@ func reversedIDs(acts []activity.Activity) []string {
 	return out
 }
 
-func TestProjectorAppliesRecordedActivities(t *testing.T) {
-	t.Parallel()
-	models := map[string]func(t *testing.T) readmodeltest.Model{
+// bothModels makes each read model, Redis under the test's own prefix.
+func bothModels() map[string]func(t *testing.T) readmodeltest.Model {
+	return map[string]func(t *testing.T) readmodeltest.Model{
 		"memory": func(*testing.T) readmodeltest.Model { return projection.NewMemory() },
 		"redis": func(t *testing.T) readmodeltest.Model {
 			c, prefix := redistest.Client(t)
 			return projection.NewRedis(c, prefix)
 		},
 	}
-	for name, newModel := range models {
+}
+
+func TestProjectorAppliesRecordedActivities(t *testing.T) {
+	t.Parallel()
+	for name, newModel := range bothModels() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			store, model := openStore(t), newModel(t)
@@ -516,4 +520,34 @@ func TestProjectorResubscribesAfterFailure(t *testing.T) {
 
 func projectionReader(m *recordingModel) projection.Reader {
 	return m.ReadModel.(projection.Reader)
+}
+
+// An erasure record reaches the model in order, as Forget of the
+// activities it names; activities before and after it are applied.
+func TestProjectorForgetsErasedActivities(t *testing.T) {
+	t.Parallel()
+	for name, newModel := range bothModels() {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			store, model := openStore(t), newModel(t)
+			a := readmodeltest.Series("target-a", 0, 6)
+			record(t, store, a[:4])
+			e, _ := json.Marshal(eventstore.Erasure{By: "auditor", Reason: "request",
+				Records: []eventstore.ErasedRecord{{Revision: 1, ID: a[1].ID}, {Revision: 3, ID: a[3].ID}}})
+			if _, err := store.Append(context.Background(), "target-a", eventstore.Any, eventstore.Event{ID: "erasure-1", Type: eventstore.ErasureType, Data: e}); err != nil {
+				t.Fatal(err)
+			}
+			pos := record(t, store, a[4:])
+			p := projection.NewProjector(store, model, projection.ProjectorOptions{})
+			start(t, p)
+			waitFor(t, p, pos)
+			want := reversedIDs([]activity.Activity{a[0], a[2], a[4], a[5]})
+			if got := ids(t, pages(t, model, "target-a")); !slices.Equal(got, want) {
+				t.Fatalf("pages %v, want %v", got, want)
+			}
+			if _, found, err := model.Get(context.Background(), a[3].ID); found || err != nil {
+				t.Fatalf("get erased %s: found %v, %v", a[3].ID, found, err)
+			}
+		})
+	}
 }

@@ -47,9 +47,11 @@ type Redis struct {
 
 	// seen is the generation readers use and its applied position, as
 	// last learnt from Redis; see Follow and WaitFor.
-	seen    atomic.Pointer[seenState]
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced whenever seen moves
+	seen       atomic.Pointer[seenState]
+	mu         sync.Mutex
+	changed    chan struct{} // closed and replaced whenever seen moves
+	refreshing chan struct{} // closed when the waiters' Refresh in flight ends
+	refreshed  time.Time     // when the waiters' last Refresh succeeded
 }
 
 // NewRedis returns the read model stored in c under prefix (for example
@@ -144,7 +146,12 @@ end
 local out, got, scanned, last, exhausted = {}, 0, 0, nil, false
 while got < limit and scanned < budget do
   local chunk = limit - got
-  if #keeps > 0 then chunk = math.max(chunk, 100) end
+  if #keeps > 0 then
+    chunk = math.max(chunk, 100)
+  elseif scanned > 0 then
+    -- Expired entries were skipped: ask for as many more as that rate needs.
+    chunk = math.ceil(chunk * scanned / math.max(got, 1))
+  end
   chunk = math.min(budget - scanned, chunk)
   local members = redis.call('ZRANGE', KEYS[1], upper, lower, 'BYLEX', 'REV', 'LIMIT', 0, chunk)
   if #members == 0 then exhausted = true break end
@@ -152,19 +159,31 @@ while got < limit and scanned < budget do
   for i, m in ipairs(members) do
     ids[i] = string.sub(m, string.find(m, '|', 1, true) + 1)
   end
-  local docs = many('HMGET', KEYS[2], ids)
-  local exps = {}
-  if expiring then exps = many('ZMSCORE', KEYS[3], ids) end
+  local exps, live, slot = {}, ids, nil
+  if expiring then
+    -- Only the documents of live entries are read, and without filters
+    -- only as many as the page still needs.
+    exps, live, slot = many('ZMSCORE', KEYS[3], ids), {}, {}
+    for i, id in ipairs(ids) do
+      local x = exps[i]
+      if (not x or tonumber(x) > now) and (#keeps > 0 or #live < limit - got) then
+        live[#live + 1] = id
+        slot[i] = #live
+      end
+    end
+  end
+  local docs = many('HMGET', KEYS[2], live)
   for i, m in ipairs(members) do
     scanned = scanned + 1
     last = m
-    local x = exps[i] or '0'
+    local d = docs[i]
+    if slot then d = slot[i] and docs[slot[i]] end
     -- A missing document (false) cannot occur given the write order of
     -- Apply; skip rather than return an empty item.
-    if docs[i] and (x == '0' or tonumber(x) > now) and keep(m, docs[i]) then
+    if d and keep(m, d) then
       out[#out + 1] = m
-      out[#out + 1] = docs[i]
-      out[#out + 1] = x
+      out[#out + 1] = d
+      out[#out + 1] = exps[i] or '0'
       got = got + 1
       if got == limit then break end
     end

@@ -2,10 +2,12 @@ package projection_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -81,32 +83,81 @@ func TestRedisPageIsOneRoundTrip(t *testing.T) {
 	}
 }
 
-func TestRedisApplyIsOneRoundTrip(t *testing.T) {
+// applyOrder records, in order, when each apply script starts and ends
+// and the position it moves the checkpoint to ("" for data only).
+type applyOrder struct {
+	mu     sync.Mutex
+	events []string // "start <pos>" or "end <pos>"
+	other  int      // commands that are not apply scripts
+}
+
+func (l *applyOrder) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (l *applyOrder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		args := cmd.Args()
+		if strings.ToLower(cmd.Name()) != "evalsha" || len(args) < 3 {
+			l.count(cmd)
+			return next(ctx, cmd)
+		}
+		nkeys, _ := args[2].(int)
+		pos, _ := args[3+nkeys+3].(string) // ARGV[4]
+		l.log("start " + pos)
+		err := next(ctx, cmd)
+		l.log("end " + pos)
+		return err
+	}
+}
+
+func (l *applyOrder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		l.count(cmds...)
+		return next(ctx, cmds)
+	}
+}
+
+// count notes commands other than a new connection's handshake.
+func (l *applyOrder) count(cmds ...redis.Cmder) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range cmds {
+		if n := strings.ToLower(c.Name()); n != "hello" && n != "client" {
+			l.other++
+		}
+	}
+}
+
+func (l *applyOrder) log(e string) {
+	l.mu.Lock()
+	l.events = append(l.events, e)
+	l.mu.Unlock()
+}
+
+// A batch is cut into apply scripts of 200: those before the last run in
+// parallel; the last, which moves the checkpoint, starts only once they
+// have all succeeded.
+func TestRedisApplyChunksThenCheckpoint(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	c, prefix := redistest.Client(t)
-	log := &commandLog{}
-	c.AddHook(log)
 	m := projection.NewRedis(c, prefix)
 	// The first apply may load the script (NOSCRIPT, SCRIPT LOAD, again).
 	if err := m.Apply(ctx, 1, readmodeltest.Series("pipe", 1000, 1)); err != nil {
 		t.Fatal(err)
 	}
-	log.take()
+	log := &applyOrder{}
+	c.AddHook(log)
 	acts := readmodeltest.Series("pipe", 0, 450)
 	if err := m.Apply(ctx, 7, acts); err != nil {
 		t.Fatal(err)
 	}
-	// 450 activities: one pipeline of three apply scripts (200, 200, 50),
-	// the last of which moves the checkpoint.
-	trips := log.take()
-	if len(trips) != 1 || len(trips[0]) != 3 {
-		t.Fatalf("round trips %v, want one pipeline of 3 scripts", trips)
+	// 450 activities: three scripts (200, 200, 50), one command each.
+	ev := log.events
+	if len(ev) != 6 || log.other != 0 {
+		t.Fatalf("script events %v and %d other commands, want 3 scripts and nothing else", ev, log.other)
 	}
-	for _, name := range trips[0] {
-		if name != "evalsha" {
-			t.Fatalf("pipeline holds %q", name)
-		}
+	if ev[4] != "start 7" || ev[5] != "end 7" {
+		t.Fatalf("script events %v: the checkpoint script must start after the data scripts ended", ev)
 	}
 	// The keys follow the documented layout.
 	a := acts[0]
@@ -186,5 +237,36 @@ func TestRedisErrorsWhenUnreachable(t *testing.T) {
 	}
 	if _, err := m.Checkpoint(ctx); err == nil {
 		t.Error("checkpoint succeeded")
+	}
+}
+
+// Waiters share the state reads they poll with: hundreds of them cost
+// about one read per couple of milliseconds, not one each.
+func TestRedisWaitersShareStateReads(t *testing.T) {
+	t.Parallel()
+	c, prefix := redistest.Client(t)
+	log := &commandLog{}
+	c.AddHook(log)
+	r := projection.NewRedis(c, prefix)
+	const waiters, window = 300, 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), window)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range waiters {
+		wg.Go(func() {
+			if err := r.WaitFor(ctx, 10); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("wait for an unapplied position: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	reads := 0
+	for _, trip := range log.take() {
+		reads += len(trip)
+	}
+	// Each waiter alone would read about 10 times in the window (2, 4, …,
+	// 50 ms apart): 3,000 reads. Shared, at most one per sharedFresh.
+	if reads > int(window/(2*time.Millisecond))+10 {
+		t.Fatalf("%d waiters made %d state reads in %s", waiters, reads, window)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 
@@ -22,6 +24,9 @@ var ErrFenced = errors.New("read model writer fenced off")
 // chunks that go in one pipeline (one round trip) and let reads in between.
 const applyChunk = 200
 
+// applyInFlight bounds the chunks of one batch sent and not yet answered.
+const applyInFlight = 4
+
 // applyScript checks the writer's fence, writes a chunk of activities and,
 // when given a position, moves the generation's checkpoint forward and
 // announces it. The chunk comes grouped by target, so that each target
@@ -31,9 +36,10 @@ const applyChunk = 200
 // index, then every activity's id key. ARGV: the lease value the writer
 // must hold ("" = unfenced), its generation, "1" to check that the
 // generation is current, the position ("" = data only), the channel, the
-// number of targets, then per target its count and per activity id, sort
-// key, document; then the target id of each id key; with a position,
-// optionally the channel and message of a changeNote.
+// number of targets, then per target its count n, n pairs (id, document)
+// and n pairs ("0", sort key), which go to HSET and ZADD as they are
+// (no Lua table per target); then the target id of each id key; with a
+// position, optionally the channel and message of a changeNote.
 //
 // Positions are decimal strings without leading zeros, compared by length
 // then bytes so that no precision is lost to Lua's doubles. Within a
@@ -49,15 +55,9 @@ end
 local k, a = 4, 7
 for g = 1, tonumber(ARGV[6]) do
   local n = tonumber(ARGV[a])
-  a = a + 1
-  local h, z = {}, {}
-  for i = 1, n do
-    h[2 * i - 1], h[2 * i] = ARGV[a], ARGV[a + 2]
-    z[2 * i - 1], z[2 * i] = 0, ARGV[a + 1]
-    a = a + 3
-  end
-  redis.call('HSET', KEYS[k], unpack(h))
-  redis.call('ZADD', KEYS[k + 1], unpack(z))
+  redis.call('HSET', KEYS[k], unpack(ARGV, a + 1, a + 2 * n))
+  redis.call('ZADD', KEYS[k + 1], unpack(ARGV, a + 2 * n + 1, a + 4 * n))
+  a = a + 4 * n + 1
   k = k + 2
 end
 local m = {}
@@ -110,15 +110,16 @@ func (r *Redis) Checkpoint(ctx context.Context) (uint64, error) {
 	return r.writer().Checkpoint(ctx)
 }
 
-// Apply writes the batch and then moves the checkpoint, in one round trip
-// on a single Redis: a pipeline of apply scripts, the last of which moves
-// the checkpoint, each checking the fence.
+// Apply writes the batch and then moves the checkpoint, on a single Redis
+// with apply scripts of up to applyChunk activities each, every one
+// checking the fence: those before the last in parallel, the last, which
+// moves the checkpoint, once they have all succeeded.
 //
 // Crash safety: every data command is idempotent (HSET of the same
 // document, ZADD of the same member, SET of the same target id), so a
 // batch applied again after a crash or a failed call leaves the same
 // state; the checkpoint moves only in the last script, after every chunk
-// before it on the same connection.
+// before it was acknowledged.
 //
 // On a cluster the keys of a batch live in many slots, which no script
 // can span: the data goes first as one pipeline (fanned out to the nodes
@@ -160,23 +161,49 @@ func (w *redisWriter) apply(ctx context.Context, position uint64, acts []activit
 		}
 		return w.script(ctx, w.r.c, pos, nil, append([]any{0}, note...)).Err()
 	}
-	pipe := w.r.c.Pipeline()
-	for len(acts) > applyChunk {
+	// The chunks before the last are sent as soon as built, each on its
+	// own connection, so that building one overlaps Redis running the
+	// previous; the last, which moves the checkpoint, waits for them all.
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	inFlight := make(chan struct{}, applyInFlight)
+	for len(acts) > applyChunk && failed.Load() == nil {
 		keys, args, err := w.chunk(acts[:applyChunk])
 		if err != nil {
+			wg.Wait()
 			return err
 		}
-		w.expiry(ctx, pipe, acts[:applyChunk])
-		w.script(ctx, pipe, "", keys, args)
+		chunk := acts[:applyChunk]
+		inFlight <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-inFlight }()
+			if err := w.send(ctx, "", chunk, keys, args); err != nil {
+				failed.CompareAndSwap(nil, &err)
+			}
+		})
 		acts = acts[applyChunk:]
 	}
 	keys, args, err := w.chunk(acts)
+	wg.Wait()
+	if f := failed.Load(); f != nil {
+		return *f
+	}
 	if err != nil {
 		return err
 	}
+	return w.send(ctx, pos, acts, keys, append(args, note...))
+}
+
+// send runs one chunk's apply script, after the expiry of its activities
+// that have one, in one round trip.
+func (w *redisWriter) send(ctx context.Context, pos string, acts []activity.Activity, keys []string, args []any) error {
+	pipe := w.r.c.Pipeline()
 	w.expiry(ctx, pipe, acts)
-	w.script(ctx, pipe, pos, keys, append(args, note...))
-	_, err = pipe.Exec(ctx)
+	if pipe.Len() == 0 {
+		return w.script(ctx, w.r.c, pos, keys, args).Err()
+	}
+	w.script(ctx, pipe, pos, keys, args)
+	_, err := pipe.Exec(ctx)
 	return err
 }
 
@@ -211,7 +238,7 @@ func (w *redisWriter) chunk(acts []activity.Activity) ([]string, []any, error) {
 		groups[a.TargetID] = append(groups[a.TargetID], i)
 	}
 	keys := make([]string, 0, 2*len(order)+len(acts))
-	args := make([]any, 0, 1+len(order)+4*len(acts))
+	args := make([]any, 0, 1+len(order)+5*len(acts))
 	args = append(args, len(order))
 	for _, target := range order {
 		tag := targetKey(w.data, target)
@@ -219,11 +246,14 @@ func (w *redisWriter) chunk(acts []activity.Activity) ([]string, []any, error) {
 		args = append(args, len(groups[target]))
 		for _, i := range groups[target] {
 			a := acts[i]
-			doc, err := a.MarshalJSON() // the bytes of json.Marshal(a), one pass fewer
+			doc, err := a.MarshalJSON()
 			if err != nil {
 				return nil, nil, fmt.Errorf("apply %s: %w", a.ID, err)
 			}
-			args = append(args, a.ID, a.SortKey(), doc)
+			args = append(args, a.ID, doc)
+		}
+		for _, i := range groups[target] {
+			args = append(args, "0", acts[i].SortKey())
 		}
 	}
 	for _, a := range acts {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/council/activityhistory/audit"
 	"github.com/council/activityhistory/guard"
 	"github.com/council/activityhistory/projection"
 )
@@ -39,6 +40,9 @@ type config struct {
 	PageCacheMB       int
 	SweepInterval     time.Duration
 	SweepBatch        int
+	// The store-side retention job: erases expired payloads.
+	RetentionEraseInterval time.Duration
+	RetentionEraseScan     int
 
 	AuthDisabled      bool
 	AuthDev           bool
@@ -68,6 +72,7 @@ var summaries = map[string]string{
 	"serve":  "run the service (roles: command, query, projector)",
 	"token":  "mint a development JWT",
 	"verify": "verify the hash chain of one stream or all of them",
+	"erase":  "erase the payloads of a target's records, recording who, when and why in its stream",
 	"load":   "drive a running service with writers and readers; report throughput and latency",
 }
 
@@ -202,6 +207,8 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.duration(&c.ProjectorLeaseTTL, "projector-lease-ttl", "PROJECTOR_LEASE_TTL", 10*time.Second, "with Redis, one projector applies at a time; a standby takes over within this time of its death")
 	e.duration(&c.SweepInterval, "retention-sweep-interval", "RETENTION_SWEEP_INTERVAL", time.Minute, "how often the projector removes expired activities (timetoLiveForRecord) from the read model; reads skip them from the second they expire; 0 = never")
 	e.integer(&c.SweepBatch, "retention-sweep-batch", "RETENTION_SWEEP_BATCH", projection.DefaultSweepBatch, "the most expired activities one sweep removes")
+	e.duration(&c.RetentionEraseInterval, "retention-erase-interval", "RETENTION_ERASE_INTERVAL", time.Minute, "how often the projector (the lease holder) erases expired payloads from the event store, recorded as erasures with reason \"retention\"; 0 = never")
+	e.integer(&c.RetentionEraseScan, "retention-erase-scan", "RETENTION_ERASE_SCAN", audit.DefaultRetentionScan, "the most records one retention erase tick examines (it walks the store's global order)")
 	e.boolean(&c.AuthDisabled, "auth-disabled", "AUTH_DISABLED", false, "turn authentication off (logs a warning at every start)")
 	e.boolean(&c.AuthDev, "dev-auth", "AUTH_DEV", false, "development auth when none is configured: generate a secret under the data dir and print a token")
 	e.str(&c.AuthJWTSecret, "auth-jwt-secret", "AUTH_JWT_SECRET", "", "HS256 shared secret of user tokens (32+ bytes)")
@@ -274,6 +281,12 @@ func (c *config) check() error {
 	}
 	if c.SweepInterval < 0 {
 		errs = append(errs, fmt.Errorf("RETENTION_SWEEP_INTERVAL=%v: want 0 (off) or a positive duration", c.SweepInterval))
+	}
+	if c.RetentionEraseInterval < 0 {
+		errs = append(errs, fmt.Errorf("RETENTION_ERASE_INTERVAL=%v: want 0 (off) or a positive duration", c.RetentionEraseInterval))
+	}
+	if c.RetentionEraseScan < 1 {
+		errs = append(errs, fmt.Errorf("RETENTION_ERASE_SCAN=%d: want 1 or more", c.RetentionEraseScan))
 	}
 	if c.SweepBatch < 1 {
 		errs = append(errs, fmt.Errorf("RETENTION_SWEEP_BATCH=%d: want 1 or more", c.SweepBatch))

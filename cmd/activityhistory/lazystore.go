@@ -88,3 +88,23 @@ func (l *lazyStore) LastPosition(ctx context.Context) (uint64, error) {
 	}
 	return o.log.LastPosition(ctx)
 }
+
+func (l *lazyStore) Append(ctx context.Context, stream string, expected eventstore.ExpectedRevision, events ...eventstore.Event) (eventstore.AppendResult, error) {
+	o, err := l.get(ctx)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	return o.s.Append(ctx, stream, expected, events...)
+}
+
+func (l *lazyStore) ErasePayloads(ctx context.Context, recs []eventstore.Record) error {
+	o, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	e, ok := o.s.(audit.Eraser)
+	if !ok {
+		return audit.ErrNoErasure
+	}
+	return e.ErasePayloads(ctx, recs)
+}

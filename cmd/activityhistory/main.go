@@ -14,6 +14,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	processMemoryLimit = true
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if err != nil && !errors.Is(err, errUsage) {
@@ -41,6 +42,7 @@ Usage:
   activityhistory verify [flags]   verify the hash chain of one stream or all of them
                                    (--url: through the HTTP API, recomputing every hash here)
   activityhistory replay [flags]   print a stream's records through the HTTP API
+  activityhistory erase  [flags]   erase the payloads of a target's records (--url: through the HTTP API)
   activityhistory load   [flags]   drive a running service with writers and readers; report throughput and latency
   activityhistory rebuild [flags]  rebuild the Redis read model as a new generation while the service serves, then switch to it
   activityhistory dlq list|replay  list or re-drive dead-lettered entity events
@@ -71,6 +73,8 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 		return verify(ctx, args[1:], getenv, stdout, stderr)
 	case "replay":
 		return replay(ctx, args[1:], getenv, stdout, stderr)
+	case "erase":
+		return erase(ctx, args[1:], getenv, stdout, stderr)
 	case "load":
 		return load(ctx, args[1:], getenv, stdout, stderr)
 	case "rebuild":

@@ -57,7 +57,7 @@ func verifyRemote(ctx context.Context, r remoteFlags, target string, stdout, std
 	if expected != nil {
 		against = fmt.Sprintf(", holds the expected head %d:%s", expected.Revision, expected.Hash)
 	}
-	fmt.Fprintf(stdout, "OK %s: %d records recomputed, head %d:%s%s\n", target, res.Records, res.Head.Revision, res.Head.Hash, against)
+	fmt.Fprintf(stdout, "OK %s: %d records recomputed%s, head %d:%s%s\n", target, res.Records, erasedNote(res.Erased), res.Head.Revision, res.Head.Hash, against)
 	return nil
 }
 
@@ -82,7 +82,7 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	if format == "table" {
-		fmt.Fprintln(tw, "REVISION\tPOSITION\tRECORDED AT\tID\tTYPE\tHASH")
+		fmt.Fprintln(tw, "REVISION\tPOSITION\tRECORDED AT\tID\tTYPE\tHASH\tPAYLOAD")
 	}
 	err := r.client().Replay(ctx, target, from, func(_ string, page []audit.WireRecord) error {
 		for _, w := range page {
@@ -94,7 +94,11 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 				fmt.Fprintf(stdout, "%s\n", b)
 				continue
 			}
-			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", w.Revision, w.Position, w.RecordedAt.Format("2006-01-02T15:04:05.000Z07:00"), w.ID, w.Type, w.Hash)
+			payload := "kept"
+			if w.Erased {
+				payload = "erased, digest " + w.Digest
+			}
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", w.Revision, w.Position, w.RecordedAt.Format("2006-01-02T15:04:05.000Z07:00"), w.ID, w.Type, w.Hash, payload)
 		}
 		return tw.Flush()
 	})

@@ -74,6 +74,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer app.close()
+	if floor := memoryLimitFloor(getenv, app); floor > 0 && processMemoryLimit {
+		go adaptMemoryLimit(ctx, floor, 5*time.Second, log)
+	}
 	return app.run(ctx, ln)
 }
 
@@ -87,6 +90,8 @@ type app struct {
 	cache     *projection.PageCache // first pages kept for the query side; nil = none
 	projector *projection.Projector
 	query     *query.Service
+	audit     *audit.Service   // nil unless the process serves audit routes or runs retention
+	retention *audit.Retention // nil unless the projector erases expired payloads
 	ingest    *ingest.Consumer // nil unless INGEST_ENABLED
 	handler   http.Handler
 	engines   []*gin.Engine
@@ -159,6 +164,15 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 			// Any number of projectors may share one Redis; one applies.
 			popts.Lease = projection.NewRedisLease(a.redis, cfg.ProjectorLeaseTTL, leaseHolder(cfg), log)
 		}
+		if cfg.RetentionEraseInterval > 0 {
+			// Set below, once the audit service exists; only the lease
+			// holder runs it.
+			popts.Leader = func(ctx context.Context) {
+				if a.retention != nil {
+					a.retention.Run(ctx)
+				}
+			}
+		}
 		a.projector = projection.NewProjector(a.store, a.model, popts)
 	}
 
@@ -176,6 +190,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	metrics := httpapi.NewMetrics(reg)
 	o := &ops{checks: checks, ready: a.ready, reg: reg}
 	var cmdEngine, queryEngine http.Handler
+	var writes gin.IRouter // where POSTs arrive: the command engine when there is one
 	if cfg.has("command") {
 		storeGuard := guard.New(guard.Options{Name: "event store", Timeout: cfg.DepTimeout, Benign: storeAnswer, Logger: log})
 		svc := command.NewService(guardedAppender{s: a.store, g: storeGuard}, validator, command.Options{})
@@ -198,6 +213,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		o.mount(e)
 		apidocs.Mount(e)
 		cmdEngine = e
+		writes = e.FoldedEngine.Engine
 		a.engines = append(a.engines, e.FoldedEngine.Engine)
 	}
 	if cfg.has("query") {
@@ -233,7 +249,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 			Metrics:    metrics,
 			Middleware: []gin.HandlerFunc{authn.Require(auth.Read)},
 		})
-		if err := mountAudit(e, a, cfg, validator, secret, authn, reg); err != nil {
+		if err := mountAudit(e, writes, a, cfg, validator, secret, authn, reg); err != nil {
 			return nil, err
 		}
 		o.mount(e)
@@ -248,6 +264,9 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 		o.mount(e)
 		queryEngine = httpapi.Fold(e)
 		a.engines = append(a.engines, e)
+	}
+	if err := startRetention(a, cfg, validator, reg); err != nil {
+		return nil, err
 	}
 	a.handler = httpapi.CORS(cfg.CORSAllowedOrigin, cfg.CORSAllowedHeader, splitByMethod(queryEngine, cmdEngine))
 	return a, nil
@@ -267,17 +286,11 @@ func pageOptions(cfg config, dev *devTokens) ui.Options {
 // mountAudit adds replay, verify and export to the query engine when the
 // process holds the event store, with what the store can do beyond
 // eventstore.Store decided here, once.
-func mountAudit(e *query.Engine, a *app, cfg config, v *activity.Validator, secret []byte, authn *auth.Authenticator, reg prometheus.Registerer) error {
+func mountAudit(e *query.Engine, writes gin.IRouter, a *app, cfg config, v *activity.Validator, secret []byte, authn *auth.Authenticator, reg prometheus.Registerer) error {
 	var st audit.Store
 	switch {
 	case a.store != nil:
-		st.Streams = a.store
-		if h, ok := a.store.(audit.Heads); ok {
-			st.Heads = h
-		}
-		if l, ok := a.store.(audit.Log); ok {
-			st.Log = l
-		}
+		st = auditStore(a.store)
 	case cfg.EventStoreURL != "":
 		// A query-only process: the store is opened when an auditor first
 		// needs it, so history never waits for it. JetStream keeps heads
@@ -286,7 +299,7 @@ func mountAudit(e *query.Engine, a *app, cfg config, v *activity.Validator, secr
 		a.closers = append(a.closers, l.Close)
 		st.Streams = l
 		if isNATSURL(cfg.EventStoreURL) {
-			st.Heads, st.Log = l, l
+			st.Heads, st.Log, st.Eraser = l, l, l
 		}
 	default:
 		a.log.Warn("audit and export routes are off: this query process has no event store (set EVENTSTORE_URL)")
@@ -296,15 +309,55 @@ func mountAudit(e *query.Engine, a *app, cfg config, v *activity.Validator, secr
 	if err != nil {
 		return err
 	}
-	svc, err := audit.New(st, audit.Options{Cursors: cursors, Validator: v})
+	svc, err := audit.New(st, audit.Options{Cursors: cursors, Validator: v, Registerer: reg})
 	if err != nil {
 		return err
 	}
+	a.audit = svc
 	audit.Mount(e, svc, audit.Routes{
 		Audit:      []gin.HandlerFunc{authn.Require(auth.Audit)},
 		Export:     []gin.HandlerFunc{authn.Require(auth.Export)},
+		Erase:      writes,
 		Registerer: reg,
 	})
+	return nil
+}
+
+// auditStore is what the audit service may do with the store: decided
+// here, once.
+func auditStore(s store) audit.Store {
+	st := audit.Store{Streams: s}
+	st.Heads, _ = s.(audit.Heads)
+	st.Log, _ = s.(audit.Log)
+	st.Eraser, _ = s.(audit.Eraser)
+	return st
+}
+
+// startRetention makes the job that erases expired payloads from the
+// store, which the projector runs while it holds the lease. A projector
+// without the query role gets an audit service of its own for it.
+func startRetention(a *app, cfg config, v *activity.Validator, reg prometheus.Registerer) error {
+	if a.projector == nil || cfg.RetentionEraseInterval <= 0 {
+		return nil
+	}
+	if a.audit == nil {
+		// Its cursors sign no token anyone sees: a throwaway key.
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return err
+		}
+		cursors, err := query.NewCursors(key)
+		if err != nil {
+			return err
+		}
+		if a.audit, err = audit.New(auditStore(a.store), audit.Options{Cursors: cursors, Validator: v, Registerer: reg}); err != nil {
+			return err
+		}
+	}
+	a.retention = a.audit.Retention(audit.RetentionOptions{Interval: cfg.RetentionEraseInterval, Scan: cfg.RetentionEraseScan, Logger: a.log})
+	if a.retention == nil {
+		a.log.Warn("retention: this event store cannot erase; expired payloads stay in it (reads still skip them)")
+	}
 	return nil
 }
 

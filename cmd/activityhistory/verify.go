@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/council/activityhistory/audit"
 
 	"github.com/council/activityhistory/eventstore"
 )
@@ -60,7 +64,6 @@ type (
 	// headKeeper records every stream's head outside the stream, so that
 	// removal of the newest records is found too (natsjs does).
 	headKeeper interface {
-		Verify(ctx context.Context, stream string) (*eventstore.Head, error)
 		Heads(ctx context.Context, fn func(eventstore.Head) error) error
 	}
 	positioner interface {
@@ -69,15 +72,21 @@ type (
 )
 
 func verifyOne(ctx context.Context, s store, target string, stdout io.Writer) error {
-	var head *eventstore.Head
+	var expected *eventstore.Head
 	var err error
 	against := ""
-	if hk, ok := s.(headKeeper); ok {
-		head, err = hk.Verify(ctx, target)
+	if hk, ok := s.(audit.Heads); ok {
+		expected, err = hk.Head(ctx, target)
+		if errors.Is(err, eventstore.ErrNotFound) {
+			expected, err = nil, nil
+		}
 		against = ", checked against its recorded head if any"
-	} else {
-		head, err = eventstore.Verify(ctx, s, target, nil)
 	}
+	var c eventstore.Chain
+	if err == nil {
+		c, err = eventstore.VerifyStream(ctx, s, target, expected)
+	}
+	head := c.Head
 	var chainErr *eventstore.ChainError
 	if errors.Is(err, eventstore.ErrNotFound) && !errors.As(err, &chainErr) {
 		return fmt.Errorf("%w: %q has no records and no recorded head", errNoStream, target)
@@ -86,8 +95,20 @@ func verifyOne(ctx context.Context, s store, target string, stdout io.Writer) er
 		fmt.Fprintf(stdout, "FAIL %s: %v\n", target, err)
 		return errors.New("verification failed")
 	}
-	fmt.Fprintf(stdout, "OK %s: %d records, head %s%s\n", target, head.Revision+1, head.Hash, against)
+	fmt.Fprintf(stdout, "OK %s: %d records%s, head %s%s\n", target, head.Revision+1, erasedNote(c.Erased), head.Hash, against)
 	return nil
+}
+
+// erasedNote says which revisions had their payloads erased, if any.
+func erasedNote(revs []uint64) string {
+	if len(revs) == 0 {
+		return ""
+	}
+	s := make([]string, len(revs))
+	for i, r := range revs {
+		s[i] = strconv.FormatUint(r, 10)
+	}
+	return fmt.Sprintf(" (%d erased: revisions %s)", len(revs), strings.Join(s, ", "))
 }
 
 // verifyAll replays every stream once, in global order, checking each
@@ -128,21 +149,47 @@ func verifyAll(ctx context.Context, s store, stdout, stderr io.Writer) error {
 		return err
 	}
 	heads := map[string]*eventstore.Head{}
+	chains := map[string]*eventstore.Chain{}
+	byRead := map[string]bool{}  // verified by reading the stream: it has erased records
 	reached := map[string]bool{} // the record of the recorded head was seen
+	erased := 0
 	var seen uint64
 	last := time.Now()
 	done := errors.New("done")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	check := func(r eventstore.Record) {
-		if _, bad := failed[r.Stream]; bad {
+		if _, bad := failed[r.Stream]; bad || byRead[r.Stream] {
 			return
 		}
-		h, err := eventstore.VerifyRecords(r.Stream, []eventstore.Record{r}, heads[r.Stream])
+		c := chains[r.Stream]
+		if c == nil {
+			c = &eventstore.Chain{Stream: r.Stream}
+			chains[r.Stream] = c
+		}
+		var ce *eventstore.ChainError
+		err := c.Add([]eventstore.Record{r})
+		if errors.As(err, &ce) && r.Revision > ce.Revision {
+			// Erased records are gone from the global order: read the
+			// stream, which serves them in place.
+			var expected *eventstore.Head
+			if rh, ok := recorded[r.Stream]; ok {
+				expected = &rh
+			}
+			vc, err := eventstore.VerifyStream(ctx, s, r.Stream, expected)
+			if err != nil {
+				fail(r.Stream, err)
+				return
+			}
+			byRead[r.Stream], reached[r.Stream], heads[r.Stream] = true, true, vc.Head
+			erased += len(vc.Erased)
+			return
+		}
 		if err != nil {
 			fail(r.Stream, err)
 			return
 		}
+		h := c.Head
 		heads[r.Stream] = h
 		if rh, ok := recorded[r.Stream]; ok && rh.Revision == r.Revision {
 			if r.Hash != rh.Hash || r.Position != rh.Position {
@@ -204,6 +251,9 @@ func verifyAll(ctx context.Context, s store, stdout, stderr io.Writer) error {
 		}
 	}
 	fmt.Fprintf(stderr, "verified %s in %s\n", plural(int(seen), "record"), plural(streams, "stream"))
+	if erased > 0 {
+		fmt.Fprintf(stderr, "%s erased by erasure records (payloads removed, chains intact)\n", plural(erased, "record"))
+	}
 	if unrecorded > 0 {
 		// Written before heads were kept, or the writer stopped between
 		// the append and the head update: checked by their chain alone.

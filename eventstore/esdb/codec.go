@@ -46,6 +46,7 @@ type eventMeta struct {
 	Revision string `json:"revision"`
 	PrevHash string `json:"prevHash"`
 	Hash     string `json:"hash"`
+	Chain    string `json:"chain,omitempty"` // the chain form; none is v1
 }
 
 // toEventData maps a sealed record to what the client writes.
@@ -55,6 +56,7 @@ func toEventData(rec eventstore.Record) (kurrentdb.EventData, error) {
 		Revision: strconv.FormatUint(rec.Revision, 10),
 		PrevHash: rec.PrevHash,
 		Hash:     rec.Hash,
+		Chain:    chainForm(rec.Version),
 	})
 	if err != nil {
 		return kurrentdb.EventData{}, fmt.Errorf("encode metadata of %s: %w", rec.ID, err)
@@ -88,8 +90,16 @@ func toRecord(prefix string, ev *kurrentdb.RecordedEvent) eventstore.Record {
 	var meta eventMeta
 	if json.Unmarshal(ev.UserMetadata, &meta) == nil && meta.ID != "" {
 		rec.ID, rec.PrevHash, rec.Hash = meta.ID, meta.PrevHash, meta.Hash
+		rec.Version, _ = strconv.Atoi(meta.Chain) // none or unreadable: v1, which then fails to verify
 	}
 	return rec
+}
+
+func chainForm(v int) string {
+	if v < eventstore.ChainV2 {
+		return ""
+	}
+	return strconv.Itoa(v)
 }
 
 // recordPosition is the $all commit position of an event; 0 when the server

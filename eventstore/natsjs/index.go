@@ -201,8 +201,7 @@ func (s *Store) indexBatch(ctx context.Context, batch []rawMsg) error {
 		if err != nil {
 			continue // not an event of this package's; Verify reports it
 		}
-		ev := eventstore.Event{ID: rec.ID, Type: rec.Type, Data: rec.Data}
-		if h, err := eventstore.ChainHash(rec.PrevHash, rec.Stream, rec.Revision, ev); err != nil || h != rec.Hash {
+		if h, err := eventstore.RecordHash(rec); err != nil || h != rec.Hash {
 			continue // forged or altered: must not claim its id; Verify reports it
 		}
 		recs = append(recs, rec)

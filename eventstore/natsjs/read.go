@@ -109,6 +109,16 @@ func (s *Store) readOnce(ctx context.Context, stream, subj string, from uint64, 
 			if err != nil {
 				return nil, &eventstore.ChainError{Stream: stream, Revision: want, Reason: err.Error()}
 			}
+			if r.Revision > want { // erased records (erase.go)
+				gap, err := s.erased(ctx, stream, want, min(r.Revision, want+uint64(limit-len(out))))
+				if err != nil {
+					return nil, err
+				}
+				if out = append(out, gap...); len(out) == limit {
+					return out, nil
+				}
+				want = r.Revision
+			}
 			if r.Revision != want {
 				return nil, &eventstore.ChainError{Stream: stream, Revision: want,
 					Reason: fmt.Sprintf("found revision %d at position %d where %d belongs", r.Revision, m.seq, want)}
@@ -147,7 +157,9 @@ func (s *Store) seqOfRevision(ctx context.Context, stream, subj string, rev uint
 		return head.seq, nil
 	}
 	// Each revision has its own sequence, which bounds where rev can be.
+	// An erased rev has none left: the first record after it is returned.
 	lo, hi := rev+1, head.seq-(headRev-rev)
+	var after uint64
 	for lo <= hi {
 		mid := lo + (hi-lo)/2
 		m, ok, err := s.directOne(ctx, directReq{Seq: mid, NextFor: subj})
@@ -167,8 +179,11 @@ func (s *Store) seqOfRevision(ctx context.Context, stream, subj string, rev uint
 		case r < rev:
 			lo = m.seq + 1
 		default:
-			hi = mid - 1
+			after, hi = m.seq, mid-1
 		}
+	}
+	if after != 0 {
+		return after, nil
 	}
 	return 0, &eventstore.ChainError{Stream: stream, Revision: rev, Reason: fmt.Sprintf("missing below head revision %d", headRev)}
 }

@@ -91,6 +91,8 @@ type Store struct {
 	evAll   string             // <prefix>.ev.>
 	kvs     eventstore.Cache[kvSeq]
 	replies replyMux
+	// denyDelete: a stream created before erasure, which cannot erase.
+	denyDelete bool
 
 	stop      chan struct{}
 	workers   sync.WaitGroup
@@ -303,7 +305,7 @@ func (s *Store) streamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        s.cfg.Stream,
 		Description: "Activity History event store",
-		Subjects:    []string{p + ".ev.>", p + ".id.>"},
+		Subjects:    []string{p + ".ev.>", p + ".id.>", p + ".er.>"},
 		Retention:   jetstream.LimitsPolicy,
 		// No limit may ever drop an event.
 		MaxConsumers:       -1,
@@ -316,7 +318,7 @@ func (s *Store) streamConfig() jetstream.StreamConfig {
 		Storage:            jetstream.FileStorage,
 		Replicas:           s.cfg.Replicas,
 		Duplicates:         dup,
-		DenyDelete:         !s.cfg.allowDelete,
+		DenyDelete:         s.denyDelete, // erasure deletes messages (erase.go)
 		DenyPurge:          !s.cfg.allowDelete,
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
@@ -326,6 +328,10 @@ func (s *Store) streamConfig() jetstream.StreamConfig {
 func (s *Store) ensureStream(ctx context.Context) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	var err error
+	if s.denyDelete, err = s.deletesDenied(ctx); err != nil {
+		return err
+	}
 	st, err := s.js.CreateOrUpdateStream(ctx, s.streamConfig())
 	if err != nil {
 		return fmt.Errorf("create stream %s: %w", s.cfg.Stream, backendErr(ctx, err))

@@ -27,6 +27,8 @@ const (
 	// append knows RecordedAt without reading the message back. Messages
 	// written before it existed take the server's timestamp.
 	hdrRecordedAt = "Ah-Recorded-At"
+	// hdrChain is the chain form, on v2 records and later; none is v1.
+	hdrChain = "Ah-Chain"
 )
 
 // enc makes any string one subject token: base64url without padding uses
@@ -120,6 +122,11 @@ func (s *Store) record(m rawMsg) (eventstore.Record, error) {
 		PrevHash:   m.header.Get(hdrPrevHash),
 		Hash:       m.header.Get(hdrHash),
 	}
+	if v := m.header.Get(hdrChain); v != "" {
+		if r.Version, err = strconv.Atoi(v); err != nil {
+			return eventstore.Record{}, fmt.Errorf("message %d: bad %s header: %w", m.seq, hdrChain, err)
+		}
+	}
 	if r.ID == "" || r.Type == "" || r.PrevHash == "" || r.Hash == "" {
 		return eventstore.Record{}, fmt.Errorf("message %d on %s lacks event headers", m.seq, m.subject)
 	}
@@ -143,6 +150,9 @@ func eventMsg(subject string, r eventstore.Record) *nats.Msg {
 	m.Header.Set(hdrPrevHash, r.PrevHash)
 	m.Header.Set(hdrHash, r.Hash)
 	m.Header.Set(hdrRecordedAt, r.RecordedAt.Format(time.RFC3339Nano))
+	if r.Version >= eventstore.ChainV2 {
+		m.Header.Set(hdrChain, strconv.Itoa(r.Version))
+	}
 	m.Data = r.Data
 	return m
 }

@@ -2,7 +2,6 @@ package natsjs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -12,15 +11,17 @@ import (
 )
 
 const (
-	subscribeBatch = 500
-	// subscribeLinger is how long a batch waits for more records once it
-	// has one: long enough to group a burst, short enough for live tails.
-	subscribeLinger = 2 * time.Millisecond
+	// subscribeBatch bounds a batch handed to a subscriber: large enough
+	// that a catch-up costs few handler calls, while a live tail gets
+	// whatever has arrived, at once (no linger).
+	subscribeBatch = 2000
+	// followBytes bounds the bytes pulled ahead of the handler.
+	followBytes = 32 << 20
 )
 
 // subscribe hands h every record after position after, in batches.
 func (s *Store) subscribe(ctx context.Context, after uint64, h eventstore.Handler) error {
-	return s.follow(ctx, after, subscribeBatch, subscribeLinger, func(msgs []rawMsg) error {
+	return s.follow(ctx, after, subscribeBatch, 0, func(msgs []rawMsg) error {
 		batch := make([]eventstore.Record, len(msgs)) // the handler may keep it
 		for i, m := range msgs {
 			var err error
@@ -38,9 +39,11 @@ func (s *Store) subscribe(ctx context.Context, after uint64, h eventstore.Handle
 
 // follow reads every event subject with an ordered consumer (no
 // server-side state to clean up, recreated on gaps or reconnects) from
-// position after+1 and calls fn with batches of up to size messages, each
-// waiting up to linger to fill once it has one. It returns ctx.Err() or
-// fn's error.
+// position after+1 and calls fn with batches of up to size messages. A
+// reader goroutine keeps pulling while fn runs, so fn gets whatever has
+// arrived meanwhile; a batch smaller than size then waits up to linger
+// for more (0: none). fn must not keep the slice. It returns ctx.Err()
+// or fn's error.
 func (s *Store) follow(ctx context.Context, after uint64, size int, linger time.Duration, fn func([]rawMsg) error) error {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{s.evAll}, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if after > 0 {
@@ -56,7 +59,7 @@ func (s *Store) follow(ctx context.Context, after uint64, size int, linger time.
 		}
 		return fmt.Errorf("follow after %d: %w", after, backendErr(ctx, err))
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(2*size, 32<<20))
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(2*size, followBytes))
 	if err != nil {
 		return fmt.Errorf("follow after %d: %w", after, backendErr(ctx, err))
 	}
@@ -64,34 +67,76 @@ func (s *Store) follow(ctx context.Context, after uint64, size int, linger time.
 	// While the ordered consumer is being recreated (after a node loss)
 	// Next does not watch ctx; stopping the iterator ends it.
 	defer context.AfterFunc(ctx, it.Stop)()
-	for {
-		var batch []rawMsg
-		wait, stop := ctx, context.CancelFunc(func() {})
-		for len(batch) < size {
-			m, err := it.Next(jetstream.NextContext(wait))
-			if len(batch) > 0 && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
-				break // linger over (or ctx done: checked below)
-			}
+
+	// The reader turns messages into rawMsgs ahead of fn, up to 2*size.
+	rctx, stopReader := context.WithCancel(ctx)
+	defer stopReader()
+	msgs := make(chan rawMsg, 2*size)
+	failed := make(chan error, 1)
+	go func() {
+		for {
+			m, err := it.Next(jetstream.NextContext(rctx))
+			var raw rawMsg
 			if err == nil {
-				var raw rawMsg
-				if raw, err = fromConsumer(m); err == nil {
-					batch = append(batch, raw)
-				}
+				raw, err = fromConsumer(m)
 			}
 			if err != nil {
-				stop()
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				return fmt.Errorf("follow after %d: %w", after, backendErr(ctx, err))
+				failed <- err
+				return
 			}
-			if len(batch) == 1 {
-				wait, stop = context.WithTimeout(ctx, linger)
+			select {
+			case msgs <- raw:
+			case <-rctx.Done():
+				return
 			}
 		}
-		stop()
+	}()
+	fail := func(err error) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		return fmt.Errorf("follow after %d: %w", after, backendErr(ctx, err))
+	}
+	batch := make([]rawMsg, 0, size)
+	for {
+		batch = batch[:0]
+		select {
+		case m := <-msgs:
+			batch = append(batch, m)
+		case err := <-failed:
+			return fail(err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		var timeout <-chan time.Time
+		var t *time.Timer
+		if linger > 0 {
+			t = time.NewTimer(linger)
+			timeout = t.C
+		}
+	fill:
+		for len(batch) < size {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+				continue
+			default:
+			}
+			if timeout == nil {
+				break
+			}
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			case <-timeout:
+				break fill
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
+		}
+		if t != nil {
+			t.Stop()
 		}
 		if err := fn(batch); err != nil {
 			return err

@@ -4,10 +4,14 @@
 package natsjstest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -118,4 +122,23 @@ func Forged(subject string, revision uint64, prevHash string) *nats.Msg {
 	m.Header.Set("Ah-Hash", hex.EncodeToString(sum[:]))
 	m.Data = []byte(`{"forged":true}`)
 	return m
+}
+
+// FilesHold reports whether any file under dir (a store's data dir)
+// holds b: where an erased payload could linger.
+func FilesHold(t testing.TB, dir string, b []byte) bool {
+	t.Helper()
+	found := false
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || found {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		found = bytes.Contains(data, b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }
