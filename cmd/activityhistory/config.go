@@ -200,7 +200,7 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.str(&c.LogFormat, "log-format", "LOG_FORMAT", "json", "json or text")
 	e.integer(&c.SlowQueryMS, "slow-query-ms", "SLOW_QUERY_MS", 200, "reads slower than this many milliseconds are logged at warn")
 	e.duration(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 15*time.Second, "how long to drain requests on SIGTERM")
-	e.integer(&c.PageCacheMB, "page-cache-mb", "PAGE_CACHE_MB", 64, "MB of first pages kept in process by the query side (the projector invalidates them: in process, or announced on Redis); 0 = off")
+	e.integer(&c.PageCacheMB, "page-cache-mb", "PAGE_CACHE_MB", 64, "MB of history pages kept in process by the query side (the projector invalidates them: in process, or announced on Redis); 0 = off")
 	e.str(&c.PprofAddr, "pprof-addr", "PPROF_ADDR", "", "serve Go's profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; empty = off")
 	e.duration(&c.DepTimeout, "dependency-timeout", "DEPENDENCY_TIMEOUT", guard.DefaultTimeout, "deadline of each event store and read model call of a request; past it the request answers 503 with Retry-After")
 	e.duration(&c.ReadWaitMax, "read-wait-max", "READ_WAIT_MAX", 2*time.Second, "how long a read waits for the read model to apply minPosition (or the store's position as of start) before answering 503")

@@ -87,7 +87,7 @@ type app struct {
 	store     store
 	model     readModel
 	redis     *projection.Redis     // the model when it is Redis
-	cache     *projection.PageCache // first pages kept for the query side; nil = none
+	cache     *projection.PageCache // pages kept for the query side; nil = none
 	projector *projection.Projector
 	query     *query.Service
 	audit     *audit.Service   // nil unless the process serves audit routes or runs retention
@@ -153,7 +153,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 				a.cache = projection.NewPageCache(a.model, int64(cfg.PageCacheMB)<<20)
 				a.model = a.cache
 			}
-			log.Info("page cache: first pages kept in process", "mb", cfg.PageCacheMB)
+			log.Info("page cache: pages kept in process", "mb", cfg.PageCacheMB)
 		}
 	}
 	head, _ := a.store.(projection.HeadReader)
