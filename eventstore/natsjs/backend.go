@@ -165,13 +165,12 @@ func (s *Store) settle(ctx context.Context, stream string, recs []eventstore.Rec
 			newest = r
 		}
 	}
-	_, _, err := s.recordHead(ctx, stream, head{revision: newest.Revision, hash: newest.Hash, seq: newest.Position}, 0)
-	return err
+	return s.recordHead(ctx, eventstore.Head{Stream: stream, Revision: newest.Revision, Hash: newest.Hash, Position: newest.Position})
 }
 
 // eventAt reads the event id stored at seq.
 func (s *Store) eventAt(ctx context.Context, seq uint64, id string) (eventstore.Record, error) {
-	m, ok, err := s.directOne(ctx, directReq{Seq: seq})
+	m, ok, err := s.get(ctx, s.cfg.Stream, directReq{Seq: seq}, false)
 	if err != nil {
 		return eventstore.Record{}, err
 	}
@@ -199,7 +198,8 @@ func (s *Store) commit(ctx context.Context, batches []*eventstore.Batch) []error
 	var multi []*eventstore.Batch
 	var multiAt []int
 	for i, b := range batches {
-		if len(b.Records) > 1 {
+		// fsync before ack: an atomic batch costs one for the group.
+		if len(b.Records) > 1 || s.cfg.SyncAlways {
 			multi, multiAt = append(multi, b), append(multiAt, i)
 			continue
 		}
@@ -342,7 +342,7 @@ func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record) (bool, er
 		if !isWrongLastSeq(err) {
 			return false, fmt.Errorf("index event %s: %w", rec.ID, backendErr(ctx, err))
 		}
-		got, ok, err := s.leaderGet(ctx, s.cfg.Stream, directReq{LastFor: subj})
+		got, ok, err := s.get(ctx, s.cfg.Stream, directReq{LastFor: subj}, true)
 		if err != nil {
 			return false, fmt.Errorf("index event %s: %w", rec.ID, err)
 		}
@@ -384,7 +384,3 @@ func classify(ctx context.Context, err error) error {
 	}
 	return backendErr(ctx, err)
 }
-
-// kvSeq is a stream's last head write, remembered so that the next one
-// expects it without reading the key first.
-type kvSeq struct{ seq, revision uint64 }

@@ -42,7 +42,7 @@ func (s *Store) read(ctx context.Context, stream string, from uint64, limit int)
 	// Any replica answers direct gets, a follower from a little behind the
 	// leader. What the leader holds now is the least a read returns, so a
 	// read sees every append acknowledged before it.
-	last, ok, err := s.leaderGet(ctx, s.cfg.Stream, directReq{LastFor: subj})
+	last, ok, err := s.get(ctx, s.cfg.Stream, directReq{LastFor: subj}, true)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
@@ -129,7 +129,7 @@ func (s *Store) readOnce(ctx context.Context, stream, subj string, from uint64, 
 // seqOfRevision returns the sequence of revision rev on subject subj, 0 when
 // the stream ends before it, or ErrNotFound when the stream is empty.
 func (s *Store) seqOfRevision(ctx context.Context, stream, subj string, rev uint64) (uint64, error) {
-	head, ok, err := s.directOne(ctx, directReq{LastFor: subj})
+	head, ok, err := s.get(ctx, s.cfg.Stream, directReq{LastFor: subj}, false)
 	if err != nil {
 		return 0, err
 	}
@@ -150,7 +150,7 @@ func (s *Store) seqOfRevision(ctx context.Context, stream, subj string, rev uint
 	lo, hi := rev+1, head.seq-(headRev-rev)
 	for lo <= hi {
 		mid := lo + (hi-lo)/2
-		m, ok, err := s.directOne(ctx, directReq{Seq: mid, NextFor: subj})
+		m, ok, err := s.get(ctx, s.cfg.Stream, directReq{Seq: mid, NextFor: subj}, false)
 		if err != nil {
 			return 0, err
 		}
@@ -193,14 +193,9 @@ type directReq struct {
 
 func (s *Store) directSubject() string { return "$JS.API.DIRECT.GET." + s.cfg.Stream }
 
-// directOne answers a single-message direct get; ok is false when no
-// message matches.
-func (s *Store) directOne(ctx context.Context, req directReq) (rawMsg, bool, error) {
-	return s.directOneOn(ctx, s.cfg.Stream, req)
-}
-
-// directOneOn is directOne on another JetStream stream.
-func (s *Store) directOneOn(ctx context.Context, stream string, req directReq) (rawMsg, bool, error) {
+// directOne answers a single-message direct get on a JetStream stream; ok
+// is false when no message matches.
+func (s *Store) directOne(ctx context.Context, stream string, req directReq) (rawMsg, bool, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return rawMsg{}, false, err

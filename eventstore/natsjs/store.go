@@ -127,7 +127,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		log:   log,
 		evAll: cfg.SubjectPrefix + ".ev.>",
 		stop:  make(chan struct{}),
-		ix:    indexState{wake: make(chan struct{})},
+		ix:    indexState{wake: make(chan struct{}), heads: map[string]eventstore.Head{}},
 		kvs:   eventstore.Cache[kvSeq]{Max: 100_000},
 	}
 	var err error
@@ -162,6 +162,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		AttemptTimeout: attemptTimeout,
 		AppendTimeout:  requestTimeout,
 		MaxBatchEvents: maxBatchMsgs,
+		MaxGroupEvents: maxBatchMsgs,
 	})
 	if !cfg.noRepair {
 		if err := s.startIndexer(ctx); err != nil {
