@@ -308,15 +308,11 @@ func (s *Store) commitBatches(ctx context.Context, batches []*eventstore.Batch) 
 
 // indexMsg is the id-index message of a stored record, expecting the id's
 // subject to be empty.
-func (s *Store) indexMsg(r eventstore.Record) (*nats.Msg, error) {
-	body, err := json.Marshal(idEntry{Stream: r.Stream, Revision: r.Revision, Sum: contentSum(eventstore.Event{ID: r.ID, Type: r.Type, Data: r.Data}), Seq: r.Position})
-	if err != nil {
-		return nil, err
-	}
+func (s *Store) indexMsg(r eventstore.Record) *nats.Msg {
 	m := nats.NewMsg(s.idSubject(r.ID))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
-	m.Data = body
-	return m, nil
+	m.Data, _ = json.Marshal(idEntry{Stream: r.Stream, Revision: r.Revision, Sum: contentSum(eventstore.Event{ID: r.ID, Type: r.Type, Data: r.Data}), Seq: r.Position})
+	return m
 }
 
 // writeIndex writes the id-index entry of a stored record, expecting the
@@ -329,12 +325,8 @@ func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record) (bool, er
 	subj := s.idSubject(rec.ID)
 	sum := contentSum(eventstore.Event{ID: rec.ID, Type: rec.Type, Data: rec.Data})
 	for attempt := 1; ; attempt++ {
-		m, err := s.indexMsg(rec)
-		if err != nil {
-			return false, err
-		}
 		pctx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		_, err = s.js.PublishMsg(pctx, m)
+		_, err := s.js.PublishMsg(pctx, s.indexMsg(rec))
 		cancel()
 		if err == nil {
 			return true, nil

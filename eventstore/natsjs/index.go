@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/council/activityhistory/eventstore"
 )
@@ -249,19 +250,27 @@ func (s *Store) indexBatch(ctx context.Context, batch []rawMsg) ([]eventstore.He
 			}
 		}
 	}
-	futures := make([]jetstream.PubAckFuture, len(recs))
-	errs := make([]error, len(recs))
+	var msgs []*nats.Msg
+	var at []int
 	for i, rec := range recs {
 		// Another record's entry, or a replica answering from behind:
 		// writeIndex asks the leader before calling it a conflict.
-		if e, ok := written[s.idSubject(rec.ID)]; ok && e.Stream == rec.Stream && e.Revision == rec.Revision {
-			continue
+		if e, ok := written[s.idSubject(rec.ID)]; !ok || e.Stream != rec.Stream || e.Revision != rec.Revision {
+			msgs, at = append(msgs, s.indexMsg(rec)), append(at, i)
 		}
-		if m, err := s.indexMsg(rec); err != nil {
-			errs[i] = err
-		} else {
-			futures[i], errs[i] = s.js.PublishMsgAsync(m)
+	}
+	if s.cfg.SyncAlways && len(msgs) > 1 {
+		// One fsync for all rather than one each; refused as a whole when
+		// an entry is written, then written one by one below.
+		if _, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false}); err == nil {
+			s.indexed.Add(uint64(len(msgs)))
+			msgs = nil
 		}
+	}
+	futures := make([]jetstream.PubAckFuture, len(recs))
+	errs := make([]error, len(recs))
+	for k, m := range msgs {
+		futures[at[k]], errs[at[k]] = s.js.PublishMsgAsync(m)
 	}
 	contended := len(written) > 0
 	for i, f := range futures {
