@@ -1,6 +1,7 @@
 package natsjs
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,14 +35,6 @@ const maxAttempts = 50
 // backend is the Store as the engine sees it.
 type backend struct{ s *Store }
 
-func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.Found, error) {
-	return b.s.find(ctx, qs)
-}
-
-func (b backend) Commit(ctx context.Context, batches []*eventstore.Batch) []error {
-	return b.s.commit(ctx, batches)
-}
-
 func (b backend) Read(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.Record, error) {
 	return b.s.read(ctx, stream, from, limit)
 }
@@ -54,7 +47,8 @@ func (b backend) Subscribe(ctx context.Context, after uint64, h eventstore.Handl
 // the last message of each stream's subject asked for, and the id-index
 // entry of each id. The event an entry names is read only when it is in
 // the asked stream (a retry): for another stream the entry says enough.
-func (s *Store) find(ctx context.Context, qs []eventstore.Query) ([]eventstore.Found, error) {
+func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.Found, error) {
+	s := b.s
 	if err := s.admit(ctx); err != nil {
 		return nil, err
 	}
@@ -116,10 +110,14 @@ func (s *Store) find(ctx context.Context, qs []eventstore.Query) ([]eventstore.F
 		}
 		for _, r := range unindexed {
 			f.Recorded[r.ID] = r
-			mine = append(mine, r)
 		}
-		if err := s.settle(ctx, q.Stream, mine); err != nil {
-			return nil, err
+		if mine = append(mine, unindexed...); len(mine) > 0 {
+			// A retry: its first attempt may have stopped before its head
+			// was recorded.
+			r := slices.MaxFunc(mine, func(a, b eventstore.Record) int { return cmp.Compare(a.Revision, b.Revision) })
+			if err := s.recordHead(ctx, eventstore.Head{Stream: r.Stream, Revision: r.Revision, Hash: r.Hash, Position: r.Position}); err != nil {
+				return nil, err
+			}
 		}
 		out[i] = f
 	}
@@ -153,21 +151,6 @@ func (s *Store) unindexedTail(ctx context.Context, q eventstore.Query, f eventst
 	return out, nil
 }
 
-// settle records the head of a retried append's stream, at least at its
-// newest record: its first attempt may have stopped before recording it.
-func (s *Store) settle(ctx context.Context, stream string, recs []eventstore.Record) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	newest := recs[0]
-	for _, r := range recs[1:] {
-		if r.Revision > newest.Revision {
-			newest = r
-		}
-	}
-	return s.recordHead(ctx, eventstore.Head{Stream: stream, Revision: newest.Revision, Hash: newest.Hash, Position: newest.Position})
-}
-
 // eventAt reads the event id stored at seq.
 func (s *Store) eventAt(ctx context.Context, seq uint64, id string) (eventstore.Record, error) {
 	m, ok, err := s.get(ctx, s.cfg.Stream, directReq{Seq: seq}, false)
@@ -192,7 +175,8 @@ func (s *Store) eventAt(ctx context.Context, seq uint64, id string) (eventstore.
 // sequence, so a stream cannot fork and, within the duplicate window, an
 // id cannot be stored twice. Id-index entries and heads are the
 // indexer's (index.go).
-func (s *Store) commit(ctx context.Context, batches []*eventstore.Batch) []error {
+func (b backend) Commit(ctx context.Context, batches []*eventstore.Batch) []error {
+	s := b.s
 	errs := make([]error, len(batches))
 	futures := make([]jetstream.PubAckFuture, len(batches))
 	var multi []*eventstore.Batch
