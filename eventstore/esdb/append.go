@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/council/activityhistory/eventstore"
 )
@@ -331,34 +331,12 @@ func (s *Store) readIndex(ctx context.Context, id string) (indexEntry, bool, err
 // forEach runs f for 0..n-1 with bounded parallelism and returns the first
 // error; the others are cancelled.
 func forEach(ctx context.Context, n int, f func(ctx context.Context, i int) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg    sync.WaitGroup
-		once  sync.Once
-		first error
-	)
-	sem := make(chan struct{}, parallelLookups)
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallelLookups)
 	for i := range n {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := f(ctx, i); err != nil {
-				once.Do(func() { first = err; cancel() })
-			}
-		})
+		g.Go(func() error { return f(ctx, i) })
 	}
-	wg.Wait()
-	if first == nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return first
+	return g.Wait()
 }
 
 func streamState(head *eventstore.Head) kurrentdb.StreamState {
