@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"time"
 
@@ -197,25 +198,15 @@ func (s *Store) readBack(ctx context.Context, b *eventstore.Batch) error {
 func (s *Store) writeMulti(ctx context.Context, batches []*eventstore.Batch) (supported bool, err error) {
 	var reqs []kurrentdb.AppendStreamRequest
 	for _, b := range batches {
-		data := make([]kurrentdb.EventData, len(b.Records))
-		for i, r := range b.Records {
-			if data[i], err = toEventData(r); err != nil {
-				return true, err
-			}
-		}
 		reqs = append(reqs, kurrentdb.AppendStreamRequest{
-			StreamName: s.streamName(b.Stream), Events: slices.Values(data), ExpectedStreamState: streamState(b.Prev),
+			StreamName: s.streamName(b.Stream), Events: eventData(b.Records), ExpectedStreamState: streamState(b.Prev),
 		})
 	}
 	for _, b := range batches {
 		for _, r := range b.Records {
-			idx, err := toIndexEventData(r)
-			if err != nil {
-				return true, err
-			}
 			reqs = append(reqs, kurrentdb.AppendStreamRequest{
 				StreamName:          s.idStreamName(r.ID),
-				Events:              slices.Values([]kurrentdb.EventData{idx}),
+				Events:              slices.Values([]kurrentdb.EventData{toIndexEventData(r)}),
 				ExpectedStreamState: kurrentdb.NoStream{},
 			})
 		}
@@ -230,15 +221,19 @@ func (s *Store) writeMulti(ctx context.Context, batches []*eventstore.Batch) (su
 
 // writeSingle writes the events to their stream alone.
 func (s *Store) writeSingle(ctx context.Context, name string, head *eventstore.Head, recs []eventstore.Record) error {
-	data := make([]kurrentdb.EventData, len(recs))
-	for i, r := range recs {
-		var err error
-		if data[i], err = toEventData(r); err != nil {
-			return err
+	_, err := s.client.AppendToStream(ctx, name, kurrentdb.AppendToStreamOptions{StreamState: streamState(head)}, slices.Collect(eventData(recs))...)
+	return translate(ctx, "append to "+name, err)
+}
+
+// eventData is what the client writes for recs.
+func eventData(recs []eventstore.Record) iter.Seq[kurrentdb.EventData] {
+	return func(yield func(kurrentdb.EventData) bool) {
+		for _, r := range recs {
+			if !yield(toEventData(r)) {
+				return
+			}
 		}
 	}
-	_, err := s.client.AppendToStream(ctx, name, kurrentdb.AppendToStreamOptions{StreamState: streamState(head)}, data...)
-	return translate(ctx, "append to "+name, err)
 }
 
 // writeIndexes writes the index entries of records already written.
@@ -252,12 +247,8 @@ func (s *Store) writeIndexes(ctx context.Context, recs []eventstore.Record) erro
 // the same record is fine (a repair raced another); one pointing elsewhere
 // means the id was recorded twice.
 func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record) error {
-	idx, err := toIndexEventData(rec)
-	if err != nil {
-		return err
-	}
 	idName := s.idStreamName(rec.ID)
-	_, err = s.client.AppendToStream(ctx, idName, kurrentdb.AppendToStreamOptions{StreamState: kurrentdb.NoStream{}}, idx)
+	_, err := s.client.AppendToStream(ctx, idName, kurrentdb.AppendToStreamOptions{StreamState: kurrentdb.NoStream{}}, toIndexEventData(rec))
 	err = translate(ctx, "index id "+rec.ID, err)
 	if !errors.Is(err, eventstore.ErrConflict) {
 		return err

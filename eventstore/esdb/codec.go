@@ -49,16 +49,13 @@ type eventMeta struct {
 }
 
 // toEventData maps a sealed record to what the client writes.
-func toEventData(rec eventstore.Record) (kurrentdb.EventData, error) {
-	meta, err := json.Marshal(eventMeta{
+func toEventData(rec eventstore.Record) kurrentdb.EventData {
+	meta, _ := json.Marshal(eventMeta{ // strings only: cannot fail
 		ID:       rec.ID,
 		Revision: strconv.FormatUint(rec.Revision, 10),
 		PrevHash: rec.PrevHash,
 		Hash:     rec.Hash,
 	})
-	if err != nil {
-		return kurrentdb.EventData{}, fmt.Errorf("encode metadata of %s: %w", rec.ID, err)
-	}
 	ct := kurrentdb.ContentTypeBinary
 	if json.Valid(rec.Data) {
 		ct = kurrentdb.ContentTypeJson
@@ -69,7 +66,7 @@ func toEventData(rec eventstore.Record) (kurrentdb.EventData, error) {
 		ContentType: ct,
 		Data:        rec.Data,
 		Metadata:    meta,
-	}, nil
+	}
 }
 
 // toRecord maps an event read back from the server. Events we did not write
@@ -108,17 +105,14 @@ type indexEntry struct {
 	Revision uint64 `json:"revision"`
 }
 
-func toIndexEventData(rec eventstore.Record) (kurrentdb.EventData, error) {
-	data, err := json.Marshal(indexEntry{Stream: rec.Stream, Revision: rec.Revision})
-	if err != nil {
-		return kurrentdb.EventData{}, fmt.Errorf("encode index entry of %s: %w", rec.ID, err)
-	}
+func toIndexEventData(rec eventstore.Record) kurrentdb.EventData {
+	data, _ := json.Marshal(indexEntry{Stream: rec.Stream, Revision: rec.Revision}) // cannot fail
 	return kurrentdb.EventData{
 		EventID:     indexUUID(rec.ID),
 		EventType:   indexEventType,
 		ContentType: kurrentdb.ContentTypeJson,
 		Data:        data,
-	}, nil
+	}
 }
 
 func decodeIndexEntry(ev *kurrentdb.RecordedEvent) (indexEntry, error) {
