@@ -20,26 +20,20 @@ import (
 
 // The indexer. An append stores its events and nothing else; every store
 // runs an indexer that follows the event subjects from a checkpoint and
-// writes what is derived from them: the id-index entry of each event, at
-// once and pipelined, and the recorded head of each stream, at most once a
-// second per stream (and before Head, Heads and Verify answer). It indexes
-// only events whose content matches their hash, so a forged message cannot
-// claim an id, and it never moves a head back. Several processes may run
-// it at once: entries expect an empty subject and heads expect the key's
-// last write.
+// writes the id-index entry of each event at once, and the recorded head of
+// each stream (key-value bucket <Stream>_HEADS, key = the encoded stream
+// name) at most once a second and before Head, Heads and Verify answer. A
+// stream that ends before its recorded head lost records; a stream ahead of
+// it is accepted (those records are covered by the chain alone). Only
+// events whose content matches their hash are indexed, so a forged message
+// claims no id; a head never moves back; the checkpoint never passes a head
+// not recorded yet. Several processes may run it at once: entries expect an
+// empty subject and heads expect the key's last write.
 //
-// Ids stay unique: an event is guarded by the server's duplicate window
-// (its id is Nats-Msg-Id) until its entry is written, and appends wait
-// while this store's own appends are unindexed for more than half the
-// window, or while events stored before the store opened are (admit).
-//
-// Heads live in the key-value bucket <Stream>_HEADS, key = the encoded
-// stream name. A stream that ends before its recorded head lost records;
-// the chain alone cannot tell, since every prefix of a chain is a valid
-// chain. Until its head is recorded a stream is ahead of it, which Verify
-// accepts; those records are covered by the chain alone. The checkpoint is
-// saved only once the heads of the events before it are recorded, so a
-// store that stops loses no head for good.
+// Ids stay unique: until its entry is written an event is guarded by the
+// server's duplicate window (its id is Nats-Msg-Id), and appends wait while
+// this store's own appends are unindexed for more than half the window, or
+// while events stored before the store opened are (admit).
 const (
 	// indexKey holds the checkpoint in the heads bucket. Head keys are
 	// base64url, which has no '='.

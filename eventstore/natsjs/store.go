@@ -2,7 +2,7 @@
 // JetStream stream holds every event stream, one subject per event stream,
 // plus one subject per event id that makes ids unique store-wide. Each
 // event stream's head is also recorded in a key-value bucket beside the
-// stream (heads.go), so that verification finds removed records. It runs
+// stream (index.go), so that verification finds removed records. It runs
 // an embedded nats-server (no listener, file storage) or connects to
 // external servers, one or a cluster.
 package natsjs
@@ -92,7 +92,8 @@ type Store struct {
 	kvs     eventstore.Cache[kvSeq]
 	replies replyMux
 
-	stop      chan struct{}
+	life      context.Context // ends with Close
+	end       context.CancelFunc
 	workers   sync.WaitGroup
 	closeOnce sync.Once
 
@@ -126,10 +127,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg:   cfg,
 		log:   log,
 		evAll: cfg.SubjectPrefix + ".ev.>",
-		stop:  make(chan struct{}),
 		ix:    indexState{wake: make(chan struct{}), heads: map[string]eventstore.Head{}},
 		kvs:   eventstore.Cache[kvSeq]{Max: 100_000},
 	}
+	s.life, s.end = context.WithCancel(context.Background())
 	var err error
 	if len(cfg.URLs) == 0 {
 		err = s.startEmbedded()
@@ -177,7 +178,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // events stored before now: one left unindexed by a writer that stopped
 // may be past the duplicate window already.
 func (s *Store) startIndexer(ctx context.Context) error {
-	done, err := s.loadCheckpoint(ctx)
+	var done uint64
+	err := s.retryUnavailable(ctx, func() (err error) { done, err = s.loadCheckpoint(ctx); return err })
 	if err != nil {
 		return fmt.Errorf("open natsjs: %w", err)
 	}
@@ -189,14 +191,8 @@ func (s *Store) startIndexer(ctx context.Context) error {
 	if last > done {
 		s.ix.pending = []lagMark{{pos: last}}
 	}
-	ictx, cancel := context.WithCancel(context.Background())
-	s.workers.Add(2)
-	go func() {
-		defer s.workers.Done()
-		defer cancel()
-		<-s.stop
-	}()
-	go s.indexLoop(ictx)
+	s.workers.Add(1)
+	go s.indexLoop(s.life)
 	return nil
 }
 
@@ -355,7 +351,7 @@ func (s *Store) Close() error {
 		if s.Engine != nil {
 			s.Engine.Close()
 		}
-		close(s.stop)
+		s.end()
 		if s.nc != nil {
 			s.nc.Close() // fails a batch in flight at once
 		}
@@ -369,14 +365,7 @@ func (s *Store) Close() error {
 	return nil
 }
 
-func (s *Store) closed() bool {
-	select {
-	case <-s.stop:
-		return true
-	default:
-		return false
-	}
-}
+func (s *Store) closed() bool { return s.life.Err() != nil }
 
 // retryUnavailable runs op until it succeeds, fails otherwise than with
 // ErrUnavailable, or ctx ends: it waits out an election or a reconnect.
