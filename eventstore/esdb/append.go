@@ -298,24 +298,14 @@ func (s *Store) lookupIDs(ctx context.Context, ids []string) (map[string]eventst
 
 // readIndex reads the index entry of one id.
 func (s *Store) readIndex(ctx context.Context, id string) (indexEntry, bool, error) {
-	rs, err := s.client.ReadStream(ctx, s.idStreamName(id), kurrentdb.ReadStreamOptions{From: kurrentdb.Start{}}, 1)
-	if err != nil {
-		err = translate(ctx, "read id index of "+id, err)
-		if errors.Is(err, eventstore.ErrNotFound) {
-			return indexEntry{}, false, nil
-		}
+	recs, err := s.readStream(ctx, s.idStreamName(id), kurrentdb.Forwards, kurrentdb.Start{}, 1)
+	switch {
+	case errors.Is(err, eventstore.ErrNotFound) || err == nil && len(recs) == 0:
+		return indexEntry{}, false, nil
+	case err != nil:
 		return indexEntry{}, false, err
 	}
-	defer rs.Close()
-	ev, err := rs.Recv()
-	if err != nil {
-		err = translate(ctx, "read id index of "+id, err)
-		if errors.Is(err, eventstore.ErrNotFound) || isEOF(err) {
-			return indexEntry{}, false, nil
-		}
-		return indexEntry{}, false, err
-	}
-	entry, err := decodeIndexEntry(ev.Event)
+	entry, err := decodeIndexEntry(recs[0])
 	return entry, err == nil, err
 }
 

@@ -115,13 +115,13 @@ func toIndexEventData(rec eventstore.Record) kurrentdb.EventData {
 	}
 }
 
-func decodeIndexEntry(ev *kurrentdb.RecordedEvent) (indexEntry, error) {
+func decodeIndexEntry(rec eventstore.Record) (indexEntry, error) {
 	var e indexEntry
-	if ev.EventType != indexEventType {
-		return e, fmt.Errorf("index stream %s holds an event of type %q", ev.StreamID, ev.EventType)
+	if rec.Type != indexEventType {
+		return e, fmt.Errorf("index stream %s holds an event of type %q", rec.Stream, rec.Type)
 	}
-	if err := json.Unmarshal(ev.Data, &e); err != nil {
-		return e, fmt.Errorf("decode index entry in %s: %w", ev.StreamID, err)
+	if err := json.Unmarshal(rec.Data, &e); err != nil {
+		return e, fmt.Errorf("decode index entry in %s: %w", rec.Stream, err)
 	}
 	return e, nil
 }

@@ -173,14 +173,14 @@ func TestIndexEntryRoundTrip(t *testing.T) {
 	if ed.EventID != indexUUID("evt-1") || ed.ContentType != kurrentdb.ContentTypeJson || len(ed.Metadata) != 0 {
 		t.Errorf("index event %+v", ed)
 	}
-	got, err := decodeIndexEntry(&kurrentdb.RecordedEvent{EventType: ed.EventType, StreamID: "x", Data: ed.Data})
+	got, err := decodeIndexEntry(eventstore.Record{Type: ed.EventType, Stream: "x", Data: ed.Data})
 	if err != nil || got != (indexEntry{Stream: "t-1", Revision: 7}) {
 		t.Errorf("got %+v, %v", got, err)
 	}
-	if _, err := decodeIndexEntry(&kurrentdb.RecordedEvent{EventType: "create", StreamID: "x", Data: ed.Data}); err == nil {
+	if _, err := decodeIndexEntry(eventstore.Record{Type: "create", Stream: "x", Data: ed.Data}); err == nil {
 		t.Error("an event of another type decoded as an index entry")
 	}
-	if _, err := decodeIndexEntry(&kurrentdb.RecordedEvent{EventType: indexEventType, StreamID: "x", Data: []byte("{")}); err == nil {
+	if _, err := decodeIndexEntry(eventstore.Record{Type: indexEventType, Stream: "x", Data: []byte("{")}); err == nil {
 		t.Error("bad JSON decoded as an index entry")
 	}
 }
