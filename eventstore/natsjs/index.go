@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/council/activityhistory/eventstore"
 )
@@ -191,7 +190,8 @@ func (s *Store) runIndexer(ctx context.Context) error {
 			s.ix.mu.Lock()
 			now := s.ix.done
 			s.ix.mu.Unlock()
-			if now > saved && s.flushHeads(ctx) == nil && s.saveCheckpoint(ctx, now) == nil {
+			// Entries and heads before the checkpoint are on disk first.
+			if now > saved && s.flushHeads(ctx) == nil && s.syncEvents(now) == nil && s.saveCheckpoint(ctx, now) == nil {
 				saved = now
 			}
 		}
@@ -251,14 +251,6 @@ func (s *Store) indexBatch(ctx context.Context, batch []rawMsg) ([]eventstore.He
 		// writeIndex asks the leader before calling it a conflict.
 		if e, ok := written[s.idSubject(rec.ID)]; !ok || e.Stream != rec.Stream || e.Revision != rec.Revision {
 			msgs, at = append(msgs, s.indexMsg(rec)), append(at, i)
-		}
-	}
-	if s.cfg.SyncAlways && len(msgs) > 1 {
-		// One fsync for all rather than one each; refused as a whole when
-		// an entry is written, then written one by one below.
-		if _, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false}); err == nil {
-			s.indexed.Add(uint64(len(msgs)))
-			msgs = nil
 		}
 	}
 	futures := make([]jetstream.PubAckFuture, len(recs))

@@ -38,8 +38,9 @@ type Config struct {
 	SubjectPrefix string
 	// Replicas of the JetStream stream; default 1. Embedded needs 1.
 	Replicas int
-	// SyncAlways makes the embedded server fsync before every ack. External
-	// servers take this from their own configuration.
+	// SyncAlways makes appends to an embedded server fsync before their
+	// ack: the store fsyncs once per group (syncEvents). External servers
+	// take this from their own configuration.
 	SyncAlways bool
 	// Logger receives connection and embedded-server events; nil discards.
 	Logger *slog.Logger
@@ -96,6 +97,9 @@ type Store struct {
 	end       context.CancelFunc
 	workers   sync.WaitGroup
 	closeOnce sync.Once
+
+	syncMu sync.Mutex
+	synced int // the newest message block fsynced
 
 	ix             indexState
 	indexed        atomic.Uint64 // id-index entries the indexer wrote
@@ -233,7 +237,6 @@ func (s *Store) startEmbedded() (err error) {
 		JetStream:  true,
 		StoreDir:   filepath.Join(s.cfg.DataDir, "jetstream"),
 		DontListen: true,
-		SyncAlways: s.cfg.SyncAlways,
 		NoSigs:     true,
 	}
 	var auth []nats.Option
@@ -260,7 +263,7 @@ func (s *Store) startEmbedded() (err error) {
 		return fmt.Errorf("connect embedded nats: %w", err)
 	}
 	s.nc = nc
-	s.log.Info("embedded nats started", "store_dir", opts.StoreDir, "sync_always", opts.SyncAlways, "listen", s.cfg.Listen)
+	s.log.Info("embedded nats started", "store_dir", opts.StoreDir, "sync_always", s.cfg.SyncAlways, "listen", s.cfg.Listen)
 	return nil
 }
 
