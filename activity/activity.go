@@ -99,6 +99,24 @@ func (a Activity) ExpiresAt() time.Time {
 	return a.CreatedAt.AddDate(0, 0, a.TimeToLiveForRecord)
 }
 
+// Expires is ExpiresAt in unix seconds, 0 when kept forever: from that
+// second on the record is never returned (see Expired).
+func (a Activity) Expires() int64 {
+	if a.TimeToLiveForRecord <= 0 {
+		return 0
+	}
+	if u := a.ExpiresAt().Unix(); u != 0 {
+		return u
+	}
+	return -1 // expiring at the epoch itself: still not "never"
+}
+
+// Expired reports whether a record that expires at the unix second
+// expires (0 = never) is expired at now: from that second on, exactly.
+func Expired(expires int64, now time.Time) bool {
+	return expires != 0 && now.Unix() >= expires
+}
+
 // MarshalJSON writes the activity in the API shape: createdAt in RFC 3339
 // UTC with a Z, absent data as null.
 func (a Activity) MarshalJSON() ([]byte, error) {

@@ -4,8 +4,9 @@ package activity
 // JSON document. Keeping the key saves readers from parsing the document
 // to continue after it.
 type Entry struct {
-	Key string
-	Doc []byte
+	Key     string
+	Doc     []byte
+	Expires int64 // unix seconds after which the entry is never returned; 0 = never
 }
 
 // PageQuery asks a read model for one page of a target's history, newest

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/council/activityhistory/activity"
 	"github.com/council/activityhistory/eventstore"
@@ -50,6 +51,8 @@ type Options struct {
 	Cursors *query.Cursors
 	// Validator canonicalises target ids and checks filters.
 	Validator *activity.Validator
+	// Now is the clock an export judges expiry by (nil: time.Now).
+	Now func() time.Time
 }
 
 // Service holds the audit and export use cases.
@@ -57,6 +60,7 @@ type Service struct {
 	st      Store
 	cursors *query.Cursors
 	v       *activity.Validator
+	now     func() time.Time
 }
 
 // New returns a Service over st.
@@ -67,7 +71,11 @@ func New(st Store, opts Options) (*Service, error) {
 	if opts.Cursors == nil || opts.Validator == nil {
 		return nil, errors.New("audit: cursors and a validator are required")
 	}
-	return &Service{st: st, cursors: opts.Cursors, v: opts.Validator}, nil
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{st: st, cursors: opts.Cursors, v: opts.Validator, now: now}, nil
 }
 
 // targetID checks a target id from a path, naming the field on error.

@@ -29,6 +29,7 @@ import (
 	"github.com/council/activityhistory/eventstore/natsjs"
 	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
 	"github.com/council/activityhistory/projection"
+	"github.com/council/activityhistory/projection/readmodeltest"
 	"github.com/council/activityhistory/query"
 )
 
@@ -67,6 +68,8 @@ type fixture struct {
 	chk     *apitest.Checker
 	logs    *lockedBuffer
 	reg     *prometheus.Registry
+	// clock is what expiry is judged by: 2024-06-01 unless a test moves it.
+	clock *readmodeltest.Clock
 	// tokens by role: reader, auditor, analyst
 	tokens map[string]string
 }
@@ -94,7 +97,8 @@ func newFixtureWith(t testing.TB, chk *apitest.Checker, s *natsjs.Store, rules a
 	if s == nil {
 		s = openStore(t, natsjs.Config{DataDir: t.TempDir()})
 	}
-	f := &fixture{store: s, chk: chk, logs: &lockedBuffer{}, reg: prometheus.NewRegistry(), tokens: map[string]string{}}
+	f := &fixture{store: s, chk: chk, logs: &lockedBuffer{}, reg: prometheus.NewRegistry(), tokens: map[string]string{},
+		clock: readmodeltest.NewClock(time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC))}
 	authn, err := auth.New(auth.Config{HMACSecret: []byte(secret),
 		ReadGroups: []string{"readers"}, AuditGroups: []string{"auditors"}, ExportGroups: []string{"analysts"}})
 	if err != nil {
@@ -112,7 +116,9 @@ func newFixtureWith(t testing.TB, chk *apitest.Checker, s *natsjs.Store, rules a
 	if err != nil {
 		t.Fatal(err)
 	}
-	qs, err := query.New(projection.NewMemory(), query.Options{CursorSecret: []byte(secret), Validator: v})
+	m := projection.NewMemory()
+	m.Now = f.clock.Now
+	qs, err := query.New(m, query.Options{CursorSecret: []byte(secret), Validator: v})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +128,7 @@ func newFixtureWith(t testing.TB, chk *apitest.Checker, s *natsjs.Store, rules a
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := audit.New(audit.Store{Streams: s, Heads: s, Log: s}, audit.Options{Cursors: cs, Validator: v})
+	svc, err := audit.New(audit.Store{Streams: s, Heads: s, Log: s}, audit.Options{Cursors: cs, Validator: v, Now: f.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,6 +567,52 @@ func TestExportCSVAndNDJSON(t *testing.T) {
 	r = f.get(t, "auditor", exportPath(next, "format", "ndjson", "pageSize", "1"))
 	if err := json.Unmarshal(bytes.TrimSpace(r.body), &a); err != nil || a.ID != plain.ID || r.header.Get(audit.NextTokenHeader) != "" {
 		t.Fatalf("ndjson page 2: %s, next %q", r.body, r.header.Get(audit.NextTokenHeader))
+	}
+}
+
+// An activity is exported until the second it expires, and not from then
+// on, filtered or not.
+func TestExportSkipsExpired(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, apitest.New(t), nil)
+	at := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+	expiring := newActivity(uuid.NewString(), at)
+	expiring.TimeToLiveForRecord = 2
+	kept := newActivity(expiring.TargetID, at.Add(time.Second))
+	long := newActivity(uuid.NewString(), at.Add(2*time.Second))
+	long.TimeToLiveForRecord = 365
+	record(t, f.store, expiring, kept, long)
+	ids := func(params ...string) string {
+		t.Helper()
+		var got []string
+		token := ""
+		for {
+			p := decode[exportPage](t, f.get(t, "auditor", exportPath(token, append(params, "pageSize", "1")...)))
+			for _, a := range p.Results {
+				got = append(got, a.ID)
+			}
+			if p.PaginationDetails.NextToken == nil {
+				return strings.Join(got, ",")
+			}
+			token = *p.PaginationDetails.NextToken
+		}
+	}
+	all := strings.Join([]string{expiring.ID, kept.ID, long.ID}, ",")
+	live := strings.Join([]string{kept.ID, long.ID}, ",")
+	f.clock.Set(at.AddDate(0, 0, 2).Add(-time.Second))
+	if got := ids(); got != all {
+		t.Fatalf("a second before expiry: %s, want %s", got, all)
+	}
+	f.clock.Set(at.AddDate(0, 0, 2))
+	if got := ids(); got != live {
+		t.Fatalf("at expiry: %s, want %s", got, live)
+	}
+	if got := ids("type", "update", "from", "2024-05-01T00:00:00Z"); got != live {
+		t.Fatalf("at expiry, filtered: %s, want %s", got, live)
+	}
+	r := f.get(t, "auditor", exportPath("", "format", "csv"))
+	if r.status != 200 || bytes.Contains(r.body, []byte(expiring.ID)) || !bytes.Contains(r.body, []byte(long.ID)) {
+		t.Fatalf("csv at expiry: %d %s", r.status, r.body)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/council/activityhistory/activity"
 	"github.com/council/activityhistory/eventstore"
@@ -45,7 +46,8 @@ type ExportPage struct {
 
 // Export returns one page of the activities of every target in store
 // position order, which new writes cannot disturb: they always land after
-// every position already served.
+// every position already served. An activity expired when the request
+// began (see activity.Expired) is examined but not exported.
 func (s *Service) Export(ctx context.Context, req ExportRequest) (ExportPage, error) {
 	var p ExportPage
 	if s.st.Log == nil {
@@ -71,7 +73,7 @@ func (s *Service) Export(ctx context.Context, req ExportRequest) (ExportPage, er
 	}
 	p.Last = p.From
 	if p.From < end {
-		if err := s.scan(ctx, &p, f, req.PageSize, end); err != nil {
+		if err := s.scan(ctx, &p, f, req.PageSize, end, s.now()); err != nil {
 			return p, err
 		}
 	}
@@ -86,8 +88,9 @@ func (s *Service) Export(ctx context.Context, req ExportRequest) (ExportPage, er
 var errPageDone = errors.New("page done")
 
 // scan follows the store from p.From until the page is full, end is
-// reached or exportScan records were examined.
-func (s *Service) scan(ctx context.Context, p *ExportPage, f activity.Filter, size int, end uint64) error {
+// reached or exportScan records were examined. Activities expired at now
+// are skipped.
+func (s *Service) scan(ctx context.Context, p *ExportPage, f activity.Filter, size int, end uint64, now time.Time) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	err := s.st.Log.Subscribe(ctx, p.From, func(_ context.Context, batch []eventstore.Record) error {
@@ -102,7 +105,7 @@ func (s *Service) scan(ctx context.Context, p *ExportPage, f activity.Filter, si
 				if err != nil {
 					return fmt.Errorf("export: record at %d: %w", r.Position, err)
 				}
-				if f.Match(a) {
+				if f.Match(a) && !activity.Expired(a.Expires(), now) {
 					p.Activities = append(p.Activities, a)
 				}
 			}

@@ -273,3 +273,64 @@ func BenchmarkFilteredPage(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPageRetention is the cost of the retention filter on a head
+// page of 20 over a 10,000-activity target: "plain" has no TTLs (no
+// per-entry expiry check), "ttl" has a TTL on every activity but none
+// expired (every entry checked, none skipped), "half-expired" has every
+// other activity expired (40 examined for 20), "head-expired" has its
+// newest 200 expired and not yet swept (220 examined).
+func BenchmarkPageRetention(b *testing.B) {
+	const n, size = 10_000, 20
+	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := base.Add(n*time.Minute).AddDate(0, 0, 2)
+	shapes := []struct {
+		name string
+		ttl  func(i int) int
+	}{
+		{"plain", func(int) int { return 0 }},
+		{"ttl", func(int) int { return activity.MaxTimeToLiveDays }},
+		{"half-expired", func(i int) int { return 1 - i%2 }},
+		{"head-expired", func(i int) int {
+			if i >= n-200 {
+				return 1
+			}
+			return 0
+		}},
+	}
+	for _, name := range []string{"memory", "redis"} {
+		b.Run(name, func(b *testing.B) {
+			m := benchModels()[name](b)
+			switch m := m.(type) {
+			case *projection.Memory:
+				m.Now = func() time.Time { return now }
+			case *projection.Redis:
+				m.Now = func() time.Time { return now }
+			}
+			ctx := context.Background()
+			for k, s := range shapes {
+				acts := make([]activity.Activity, n)
+				for i := range acts {
+					acts[i] = readmodeltest.Activity(s.name, k*n+i, base.Add(time.Duration(i)*time.Minute))
+					acts[i].TimeToLiveForRecord = s.ttl(i)
+				}
+				for i := 0; i < n; i += 500 {
+					if err := m.Apply(ctx, uint64(k*n+i+500), acts[i:i+500]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			for _, s := range shapes {
+				b.Run(s.name, func(b *testing.B) {
+					b.ReportAllocs()
+					for b.Loop() {
+						p, err := m.Page(ctx, s.name, activity.PageQuery{Limit: size})
+						if err != nil || !p.Found || len(p.Entries) != size {
+							b.Fatalf("%d entries, found=%v, err=%v", len(p.Entries), p.Found, err)
+						}
+					}
+				})
+			}
+		})
+	}
+}

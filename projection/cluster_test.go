@@ -21,7 +21,11 @@ func TestRedisCluster(t *testing.T) {
 	var n atomic.Int64
 	prefix := func() string { return fmt.Sprintf("t%d:", n.Add(1)) }
 	t.Run("Conformance", func(t *testing.T) {
-		readmodeltest.Run(t, func(*testing.T) readmodeltest.Model { return projection.NewRedis(c, prefix()) })
+		readmodeltest.Run(t, func(_ *testing.T, now func() time.Time) readmodeltest.Model {
+			r := projection.NewRedis(c, prefix())
+			r.Now = now
+			return r
+		})
 	})
 	t.Run("ProjectorWithLease", func(t *testing.T) {
 		store := openStore(t)

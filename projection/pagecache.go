@@ -3,6 +3,7 @@ package projection
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/council/activityhistory/activity"
 )
@@ -28,6 +29,9 @@ type Model interface {
 // shared: read-only.
 type PageCache struct {
 	Model
+	// Now is the clock expiry is judged by (nil: time.Now): a page is not
+	// served from the cache once one of its entries expired.
+	Now func() time.Time
 	max int64 // bytes of documents
 
 	mu      sync.Mutex
@@ -44,9 +48,10 @@ type cachedTarget struct {
 
 // cachedPage is a first page of limit entries.
 type cachedPage struct {
-	gen  uint64
-	page activity.Page
-	size int64
+	gen     uint64
+	page    activity.Page
+	size    int64
+	expires int64 // the soonest Expires of its entries, 0 = none
 }
 
 // NewPageCache returns m with a cache of first pages holding at most
@@ -66,6 +71,18 @@ func (c *PageCache) Apply(ctx context.Context, position uint64, acts []activity.
 			targets = append(targets, a.TargetID)
 		}
 	}
+	return c.changing(targets, func() error { return c.Model.Apply(ctx, position, acts) })
+}
+
+// Forget removes the activities as Apply adds them: the target's cached
+// pages are neither served nor stored meanwhile, and dropped after.
+func (c *PageCache) Forget(ctx context.Context, position uint64, targetID string, ids []string) error {
+	return c.changing([]string{targetID}, func() error { return c.Model.Forget(ctx, position, targetID, ids) })
+}
+
+// changing runs change, a write to targets, keeping their pages out of
+// the cache until it is over.
+func (c *PageCache) changing(targets []string, change func() error) error {
 	c.mu.Lock()
 	for _, t := range targets {
 		ct := c.targets[t]
@@ -78,7 +95,7 @@ func (c *PageCache) Apply(ctx context.Context, position uint64, acts []activity.
 	}
 	c.mu.Unlock()
 
-	err := c.Model.Apply(ctx, position, acts)
+	err := change()
 
 	c.mu.Lock()
 	for _, t := range targets {
@@ -116,7 +133,7 @@ func (c *PageCache) Page(ctx context.Context, targetID string, q activity.PageQu
 		ct = &cachedTarget{}
 		c.targets[targetID] = ct
 	}
-	if p, ok := ct.pages[limit]; ok && ct.pending == 0 && p.gen == ct.gen {
+	if p, ok := ct.pages[limit]; ok && ct.pending == 0 && p.gen == ct.gen && !activity.Expired(p.expires, c.now()) {
 		c.mu.Unlock()
 		return p.page, nil
 	}
@@ -129,7 +146,7 @@ func (c *PageCache) Page(ctx context.Context, targetID string, q activity.PageQu
 	// Keep it only if the target did not change, nor its state get
 	// replaced, meanwhile.
 	if err == nil && page.Found && cacheable && c.targets[targetID] == ct && ct.gen == gen && ct.pending == 0 {
-		c.store(ct, limit, cachedPage{gen: gen, page: page, size: pageSize(page.Entries)}, targetID)
+		c.store(ct, limit, cachedPage{gen: gen, page: page, size: pageSize(page.Entries), expires: soonest(page.Entries)}, targetID)
 	}
 	// A state with nothing in it goes, so that reads of targets without
 	// history cannot grow the map.
@@ -159,6 +176,24 @@ func (c *PageCache) store(ct *cachedTarget, limit int, p cachedPage, targetID st
 	}
 	ct.pages[limit] = p
 	c.size += p.size
+}
+
+func (c *PageCache) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// soonest is the smallest non-zero Expires of entries, 0 when none.
+func soonest(entries []activity.Entry) int64 {
+	var x int64
+	for _, e := range entries {
+		if e.Expires != 0 && (x == 0 || e.Expires < x) {
+			x = e.Expires
+		}
+	}
+	return x
 }
 
 func pageSize(entries []activity.Entry) int64 {

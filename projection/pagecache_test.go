@@ -19,15 +19,23 @@ func TestPageCacheConformance(t *testing.T) {
 	t.Parallel()
 	t.Run("memory", func(t *testing.T) {
 		t.Parallel()
-		readmodeltest.Run(t, func(t *testing.T) readmodeltest.Model {
-			return projection.NewPageCache(projection.NewMemory(), 1<<20)
+		readmodeltest.Run(t, func(t *testing.T, now func() time.Time) readmodeltest.Model {
+			m := projection.NewMemory()
+			m.Now = now
+			c := projection.NewPageCache(m, 1<<20)
+			c.Now = now
+			return c
 		})
 	})
 	t.Run("redis", func(t *testing.T) {
 		t.Parallel()
-		readmodeltest.Run(t, func(t *testing.T) readmodeltest.Model {
+		readmodeltest.Run(t, func(t *testing.T, now func() time.Time) readmodeltest.Model {
 			c, prefix := redistest.Client(t)
-			return projection.NewPageCache(projection.NewRedis(c, prefix), 1<<20)
+			r := projection.NewRedis(c, prefix)
+			r.Now = now
+			pc := projection.NewPageCache(r, 1<<20)
+			pc.Now = now
+			return pc
 		})
 	})
 }

@@ -38,6 +38,9 @@ type ProjectorOptions struct {
 	Lease Lease
 	// Head, when set, gives the store's last position, for the lag metrics.
 	Head HeadReader
+	// Sweep, when its Interval is set, removes expired activities from the
+	// model during each term (with a Lease, only the holder sweeps).
+	Sweep SweepOptions
 }
 
 // HeadReader reads the global position of the store's last record.
@@ -55,6 +58,7 @@ type Projector struct {
 	lease   Lease
 	head    HeadReader
 	metrics projectorMetrics
+	sweeper *sweeper // nil: no sweeping
 
 	// Of the current term: the model, the queue from the subscription to
 	// the applier, and the last position queued (the subscription's).
@@ -85,6 +89,7 @@ func NewProjector(store eventstore.Store, model ReadModel, opts ProjectorOptions
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	p.sweeper = newSweeper(opts.Sweep, opts.Registerer, p.log)
 	if p.batch <= 0 {
 		p.batch = defaultBatchSize
 	}
@@ -143,6 +148,11 @@ func (p *Projector) runTerm(ctx context.Context, model ReadModel) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p.term = model
+	if p.sweeper != nil {
+		swept := make(chan struct{})
+		go func() { defer close(swept); p.sweeper.run(ctx, model) }()
+		defer func() { cancel(); <-swept }()
+	}
 	var from uint64
 	err := p.retry(ctx, "checkpoint", func() error {
 		var err error

@@ -6,6 +6,7 @@ package projection
 
 import (
 	"context"
+	"time"
 
 	"github.com/council/activityhistory/activity"
 )
@@ -20,6 +21,39 @@ type ReadModel interface {
 	Apply(ctx context.Context, position uint64, acts []activity.Activity) error
 	// Checkpoint is the position of the last applied batch, 0 when empty.
 	Checkpoint(ctx context.Context) (uint64, error)
+	// Forget removes the activities from the read model (documents and every index entry) and moves the checkpoint
+	// to position as Apply does. Unknown ids are ignored; forgetting again changes nothing.
+	Forget(ctx context.Context, position uint64, targetID string, ids []string) error
+	// Expired lists at most limit activities expired at now (see
+	// activity.Expired), soonest expired first, grouped by target: what
+	// the sweeper forgets.
+	Expired(ctx context.Context, now time.Time, limit int) ([]Expired, error)
+}
+
+// Expired names expired activities of one target.
+type Expired struct {
+	TargetID string
+	IDs      []string
+}
+
+// expiredGroups groups expired activities by target, in order of first
+// appearance, so that each target is forgotten in one call.
+type expiredGroups struct {
+	out []Expired
+	at  map[string]int
+}
+
+func (g *expiredGroups) add(target, id string) {
+	if g.at == nil {
+		g.at = map[string]int{}
+	}
+	i, ok := g.at[target]
+	if !ok {
+		i = len(g.out)
+		g.at[target] = i
+		g.out = append(g.out, Expired{TargetID: target})
+	}
+	g.out[i].IDs = append(g.out[i].IDs, id)
 }
 
 // Reader is what the query side reads; both read models implement it.
@@ -31,6 +65,10 @@ type ReadModel interface {
 //	entries (DefaultMaxScan when 0), still in one round trip.
 //
 //	Get returns one activity document by id.
+//
+//	Neither returns an activity expired at the model's clock: a page
+//	skips it (and is still full while live entries remain; a target whose
+//	every entry expired is not found), Get does not find it.
 type Reader interface {
 	Page(ctx context.Context, targetID string, q activity.PageQuery) (activity.Page, error)
 	Get(ctx context.Context, id string) (doc []byte, found bool, err error)
@@ -43,8 +81,9 @@ const DefaultMaxScan = 1000
 
 // scanBudget is how many entries a page call may examine: exactly the
 // limit without per-entry checks, else q.MaxScan (at least the limit).
-func scanBudget(q activity.PageQuery) int {
-	if !entryChecks(q.Filter) {
+// Skipping expired entries is such a check, on a target that has any.
+func scanBudget(q activity.PageQuery, expiring bool) int {
+	if !expiring && !entryChecks(q.Filter) {
 		return q.Limit
 	}
 	n := q.MaxScan

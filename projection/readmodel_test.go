@@ -2,6 +2,7 @@ package projection_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/council/activityhistory/projection"
 	"github.com/council/activityhistory/projection/readmodeltest"
@@ -10,15 +11,19 @@ import (
 
 func TestMemory(t *testing.T) {
 	t.Parallel()
-	readmodeltest.Run(t, func(t *testing.T) readmodeltest.Model {
-		return projection.NewMemory()
+	readmodeltest.Run(t, func(t *testing.T, now func() time.Time) readmodeltest.Model {
+		m := projection.NewMemory()
+		m.Now = now
+		return m
 	})
 }
 
 func TestRedis(t *testing.T) {
 	t.Parallel()
-	readmodeltest.Run(t, func(t *testing.T) readmodeltest.Model {
+	readmodeltest.Run(t, func(t *testing.T, now func() time.Time) readmodeltest.Model {
 		c, prefix := redistest.Client(t)
-		return projection.NewRedis(c, prefix)
+		r := projection.NewRedis(c, prefix)
+		r.Now = now
+		return r
 	})
 }

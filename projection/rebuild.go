@@ -217,9 +217,9 @@ func (r *Redis) deleteGeneration(ctx context.Context, gen string) error {
 	patterns := []string{globEscape(data) + "*"}
 	if gen == "" {
 		// The first generation shares the prefix with everything else:
-		// only its targets and ids, never the meta keys or other
+		// only its targets, ids and expiring index, never the meta keys or other
 		// generations.
-		patterns = []string{globEscape(data) + "{*", globEscape(data) + "id:*"}
+		patterns = []string{globEscape(data) + "{*", globEscape(data) + "id:*", globEscape(data) + "expiring"}
 	}
 	metaStem := r.prefix + "{%meta}"
 	scan := func(ctx context.Context, c *redis.Client) error {

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -23,12 +25,21 @@ import (
 //	                ("<fixed-width createdAt>|<id>"), so lexicographic order
 //	                is the (createdAt, id) order of the history
 //	{<target>}:doc  HASH activity id → API JSON of the activity
+//	{<target>}:exp  ZSET activity id → the unix second it expires at, for
+//	                the activities with a TTL only (no key: none expire)
 //	id:<id>         STRING → target id, for lookups by id
+//	expiring        ZSET "<len(target)>:<target><id>" → the second it
+//	                expires at, of every activity with a TTL: the sweeper's
+//	                work list
 //
 // <target> is the target id escaped by tagTarget so that it can never end
 // the hash tag early: both keys of a target always hash to the same slot,
 // which makes a page one script call on a cluster too.
 type Redis struct {
+	// Now is the clock expiry is judged by (nil: time.Now); set it before
+	// use.
+	Now func() time.Time
+
 	c       redis.UniversalClient
 	prefix  string
 	cluster bool // data and checkpoint cannot share a script
@@ -58,15 +69,19 @@ var (
 )
 
 // pageScript reads one page in one round trip. KEYS[1] is the index,
-// KEYS[2] the documents (same hash tag, so same slot). ARGV:
+// KEYS[2] the documents, KEYS[3] the expiry index (same hash tag, so same
+// slot). ARGV:
 //
 //	[1] upper bound ("+" or "(<sortKey>"), [2] lower bound ("-" or "[<key>")
-//	[3] limit, [4] the most members to examine
-//	[5] n, then n types; then m, then m target types; then the rest are
+//	[3] limit, [4] the most members to examine, [5] the same when the
+//	target has activities that expire, [6] now in unix seconds
+//	[7] n, then n types; then m, then m target types; then the rest are
 //	    sourceDomain suffixes (`,"sourceDomain":<JSON string>}`)
 //
-// It returns {found, {key, doc, key, doc…}, scannedTo, scanned}, scannedTo
-// being the last member examined when the bound stopped a page short.
+// It returns {found, {key, doc, expires, key, doc, expires…}, scannedTo,
+// scanned}, scannedTo being the last member examined when the bound
+// stopped a page short. Expired members are examined and skipped; a
+// target without any live one is not found.
 //
 // Entries are checked by a list of predicates over (member, document), so
 // another check is one more function in keeps. The document is the API
@@ -79,7 +94,9 @@ var (
 // part never holds one, an id might.
 var pageScript = redis.NewScript(`
 local upper, lower = ARGV[1], ARGV[2]
-local limit, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
+local limit, budget, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6])
+local expiring = redis.call('EXISTS', KEYS[3]) == 1
+if expiring then budget = tonumber(ARGV[5]) end
 local keeps = {}
 local function field(name, at)
   local n = tonumber(ARGV[at])
@@ -96,7 +113,7 @@ local function field(name, at)
   end
   return at + n + 1
 end
-local at = field('type', 5)
+local at = field('type', 7)
 at = field('targetType', at)
 if at <= #ARGV then
   local sfx = {}
@@ -114,31 +131,57 @@ local function keep(m, doc)
   end
   return true
 end
+-- unpack is bounded by the Lua C stack, so ask in chunks.
+local function many(cmd, key, ids)
+  local out = {}
+  for i = 1, #ids, 1000 do
+    local g = redis.call(cmd, key, unpack(ids, i, math.min(i + 999, #ids)))
+    for j = 1, #g do out[#out + 1] = g[j] end
+  end
+  return out
+end
 
 local out, got, scanned, last, exhausted = {}, 0, 0, nil, false
 while got < limit and scanned < budget do
   local chunk = limit - got
-  if #keeps > 0 then chunk = math.min(budget - scanned, math.max(chunk, 100)) end
+  if #keeps > 0 then
+    chunk = math.max(chunk, 100)
+  elseif scanned > 0 then
+    -- Expired entries were skipped: ask for as many more as that rate needs.
+    chunk = math.ceil(chunk * scanned / math.max(got, 1))
+  end
+  chunk = math.min(budget - scanned, chunk)
   local members = redis.call('ZRANGE', KEYS[1], upper, lower, 'BYLEX', 'REV', 'LIMIT', 0, chunk)
   if #members == 0 then exhausted = true break end
   local ids = {}
   for i, m in ipairs(members) do
     ids[i] = string.sub(m, string.find(m, '|', 1, true) + 1)
   end
-  local docs = {}
-  -- unpack is bounded by the Lua C stack, so fetch in chunks.
-  for i = 1, #ids, 1000 do
-    local g = redis.call('HMGET', KEYS[2], unpack(ids, i, math.min(i + 999, #ids)))
-    for j = 1, #g do docs[#docs + 1] = g[j] end
+  local exps, live, slot = {}, ids, nil
+  if expiring then
+    -- Only the documents of live entries are read, and without filters
+    -- only as many as the page still needs.
+    exps, live, slot = many('ZMSCORE', KEYS[3], ids), {}, {}
+    for i, id in ipairs(ids) do
+      local x = exps[i]
+      if (not x or tonumber(x) > now) and (#keeps > 0 or #live < limit - got) then
+        live[#live + 1] = id
+        slot[i] = #live
+      end
+    end
   end
+  local docs = many('HMGET', KEYS[2], live)
   for i, m in ipairs(members) do
     scanned = scanned + 1
     last = m
+    local d = docs[i]
+    if slot then d = slot[i] and docs[slot[i]] end
     -- A missing document (false) cannot occur given the write order of
     -- Apply; skip rather than return an empty item.
-    if docs[i] and keep(m, docs[i]) then
+    if d and keep(m, d) then
       out[#out + 1] = m
-      out[#out + 1] = docs[i]
+      out[#out + 1] = d
+      out[#out + 1] = exps[i] or '0'
       got = got + 1
       if got == limit then break end
     end
@@ -147,7 +190,11 @@ while got < limit and scanned < budget do
   upper = '(' .. last
 end
 local found = 1
-if scanned == 0 then found = redis.call('EXISTS', KEYS[1]) end
+if got == 0 and expiring then
+  if redis.call('ZCARD', KEYS[1]) <= redis.call('ZCOUNT', KEYS[3], '-inf', now) then found = 0 end
+elseif scanned == 0 then
+  found = redis.call('EXISTS', KEYS[1])
+end
 local scannedTo = ''
 if got < limit and not exhausted and last then scannedTo = last end
 return {found, out, scannedTo, scanned}
@@ -156,8 +203,8 @@ return {found, out, scannedTo, scanned}
 // Page returns one page of targetID's history with one script call.
 func (r *Redis) Page(ctx context.Context, targetID string, q activity.PageQuery) (activity.Page, error) {
 	tag := r.targetKey(targetID)
-	args := pageArgs(q)
-	res, err := pageScript.RunRO(ctx, r.c, []string{tag + ":idx", tag + ":doc"}, args...).Slice()
+	args := pageArgs(q, r.now())
+	res, err := pageScript.RunRO(ctx, r.c, []string{tag + ":idx", tag + ":doc", tag + ":exp"}, args...).Slice()
 	if err != nil {
 		return activity.Page{}, fmt.Errorf("page %s: %w", targetID, err)
 	}
@@ -170,11 +217,12 @@ func (r *Redis) Page(ctx context.Context, targetID string, q activity.PageQuery)
 	}
 	p.Found = true
 	raw, _ := res[1].([]any)
-	p.Entries = make([]activity.Entry, 0, len(raw)/2)
-	for i := 0; i+1 < len(raw); i += 2 {
+	p.Entries = make([]activity.Entry, 0, len(raw)/3)
+	for i := 0; i+2 < len(raw); i += 3 {
 		k, _ := raw[i].(string)
 		d, _ := raw[i+1].(string)
-		p.Entries = append(p.Entries, activity.Entry{Key: k, Doc: []byte(d)})
+		x, _ := raw[i+2].(string)
+		p.Entries = append(p.Entries, activity.Entry{Key: k, Doc: []byte(d), Expires: parseExpiry(x)})
 	}
 	p.ScannedTo, _ = res[2].(string)
 	n, _ := res[3].(int64)
@@ -182,8 +230,21 @@ func (r *Redis) Page(ctx context.Context, targetID string, q activity.PageQuery)
 	return p, nil
 }
 
-// pageArgs are the ARGV of pageScript for q.
-func pageArgs(q activity.PageQuery) []any {
+// parseExpiry reads an expiry score as Redis prints it.
+func parseExpiry(s string) int64 {
+	f, _ := strconv.ParseFloat(s, 64)
+	return int64(f)
+}
+
+func (r *Redis) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// pageArgs are the ARGV of pageScript for q at now.
+func pageArgs(q activity.PageQuery, now time.Time) []any {
 	upper, lower := "+", "-"
 	lo, hi := q.Filter.KeyRange()
 	if q.Before != "" && (hi == "" || q.Before < hi) {
@@ -196,8 +257,8 @@ func pageArgs(q activity.PageQuery) []any {
 		lower = "[" + lo
 	}
 	f := q.Filter
-	args := make([]any, 0, 7+len(f.Types)+len(f.TargetTypes)+len(f.SourceDomains))
-	args = append(args, upper, lower, max(q.Limit, 0), scanBudget(q), len(f.Types))
+	args := make([]any, 0, 9+len(f.Types)+len(f.TargetTypes)+len(f.SourceDomains))
+	args = append(args, upper, lower, max(q.Limit, 0), scanBudget(q, false), scanBudget(q, true), now.Unix(), len(f.Types))
 	for _, t := range f.Types {
 		args = append(args, string(t))
 	}
@@ -218,9 +279,17 @@ func sourceDomainSuffix(d string) string {
 	return `,"sourceDomain":` + string(b) + "}"
 }
 
-// Get returns the document of one activity. It takes two round trips: the
-// id key and the target's keys live in different slots, so one script
-// cannot read both on a cluster.
+// getScript returns the document of ARGV[1] unless it expired at ARGV[2].
+// KEYS: the target's documents and expiry index.
+var getScript = redis.NewScript(`
+local x = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if x and tonumber(x) <= tonumber(ARGV[2]) then return false end
+return redis.call('HGET', KEYS[1], ARGV[1])
+`)
+
+// Get returns the document of one activity, unless expired. It takes two
+// round trips: the id key and the target's keys live in different slots,
+// so one script cannot read both on a cluster.
 func (r *Redis) Get(ctx context.Context, id string) ([]byte, bool, error) {
 	target, err := r.c.Get(ctx, r.idKey(id)).Result()
 	if errors.Is(err, redis.Nil) {
@@ -229,14 +298,15 @@ func (r *Redis) Get(ctx context.Context, id string) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("get %s: %w", id, err)
 	}
-	doc, err := r.c.HGet(ctx, r.targetKey(target)+":doc", id).Bytes()
+	tag := r.targetKey(target)
+	doc, err := getScript.RunRO(ctx, r.c, []string{tag + ":doc", tag + ":exp"}, id, r.now().Unix()).Text()
 	if errors.Is(err, redis.Nil) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("get %s: %w", id, err)
 	}
-	return doc, true, nil
+	return []byte(doc), true, nil
 }
 
 // Ping checks that Redis answers.

@@ -162,6 +162,7 @@ func (w *redisWriter) apply(ctx context.Context, position uint64, acts []activit
 		if err != nil {
 			return err
 		}
+		w.expiry(ctx, pipe, acts[:applyChunk])
 		w.script(ctx, pipe, "", keys, args)
 		acts = acts[applyChunk:]
 	}
@@ -169,6 +170,7 @@ func (w *redisWriter) apply(ctx context.Context, position uint64, acts []activit
 	if err != nil {
 		return err
 	}
+	w.expiry(ctx, pipe, acts)
 	w.script(ctx, pipe, pos, keys, args)
 	_, err = pipe.Exec(ctx)
 	return err
@@ -233,6 +235,7 @@ func (w *redisWriter) applyData(ctx context.Context, acts []activity.Activity) e
 		return nil
 	}
 	pipe := w.r.c.Pipeline()
+	w.expiry(ctx, pipe, acts)
 	for _, a := range acts {
 		doc, err := a.MarshalJSON()
 		if err != nil {
@@ -245,6 +248,19 @@ func (w *redisWriter) applyData(ctx context.Context, acts []activity.Activity) e
 	}
 	_, err := pipe.Exec(ctx)
 	return err
+}
+
+// expiry queues the expiry of the activities with a TTL: into their
+// target's expiry index, which pages check, and the generation's
+// expiring index, which the sweeper reads. Queued before the activities'
+// own writes, so no reader sees an activity before its expiry.
+func (w *redisWriter) expiry(ctx context.Context, pipe redis.Pipeliner, acts []activity.Activity) {
+	for _, a := range acts {
+		if x := a.Expires(); x != 0 {
+			pipe.ZAdd(ctx, targetKey(w.data, a.TargetID)+":exp", redis.Z{Score: float64(x), Member: a.ID})
+			pipe.ZAdd(ctx, w.expiringKey(), redis.Z{Score: float64(x), Member: expiringMember(a.TargetID, a.ID)})
+		}
+	}
 }
 
 // Checkpoint returns the position of the writer's generation, 0 when none.

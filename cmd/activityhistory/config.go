@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/council/activityhistory/guard"
+	"github.com/council/activityhistory/projection"
 )
 
 // config is everything serve needs, from flags or the environment.
@@ -36,6 +37,8 @@ type config struct {
 	ProjectorLeaseTTL time.Duration
 	PprofAddr         string
 	PageCacheMB       int
+	SweepInterval     time.Duration
+	SweepBatch        int
 
 	AuthDisabled      bool
 	AuthDev           bool
@@ -197,6 +200,8 @@ func parseServeConfig(args []string, getenv func(string) string, stderr io.Write
 	e.duration(&c.DepTimeout, "dependency-timeout", "DEPENDENCY_TIMEOUT", guard.DefaultTimeout, "deadline of each event store and read model call of a request; past it the request answers 503 with Retry-After")
 	e.duration(&c.ReadWaitMax, "read-wait-max", "READ_WAIT_MAX", 2*time.Second, "how long a read waits for the read model to apply minPosition (or the store's position as of start) before answering 503")
 	e.duration(&c.ProjectorLeaseTTL, "projector-lease-ttl", "PROJECTOR_LEASE_TTL", 10*time.Second, "with Redis, one projector applies at a time; a standby takes over within this time of its death")
+	e.duration(&c.SweepInterval, "retention-sweep-interval", "RETENTION_SWEEP_INTERVAL", time.Minute, "how often the projector removes expired activities (timetoLiveForRecord) from the read model; reads skip them from the second they expire; 0 = never")
+	e.integer(&c.SweepBatch, "retention-sweep-batch", "RETENTION_SWEEP_BATCH", projection.DefaultSweepBatch, "the most expired activities one sweep removes")
 	e.boolean(&c.AuthDisabled, "auth-disabled", "AUTH_DISABLED", false, "turn authentication off (logs a warning at every start)")
 	e.boolean(&c.AuthDev, "dev-auth", "AUTH_DEV", false, "development auth when none is configured: generate a secret under the data dir and print a token")
 	e.str(&c.AuthJWTSecret, "auth-jwt-secret", "AUTH_JWT_SECRET", "", "HS256 shared secret of user tokens (32+ bytes)")
@@ -266,6 +271,12 @@ func (c *config) check() error {
 	}
 	if c.ProjectorLeaseTTL < time.Second {
 		errs = append(errs, fmt.Errorf("PROJECTOR_LEASE_TTL=%v: want at least 1s", c.ProjectorLeaseTTL))
+	}
+	if c.SweepInterval < 0 {
+		errs = append(errs, fmt.Errorf("RETENTION_SWEEP_INTERVAL=%v: want 0 (off) or a positive duration", c.SweepInterval))
+	}
+	if c.SweepBatch < 1 {
+		errs = append(errs, fmt.Errorf("RETENTION_SWEEP_BATCH=%d: want 1 or more", c.SweepBatch))
 	}
 	if c.CursorSecret != "" && len(c.CursorSecret) < 32 {
 		errs = append(errs, errors.New("CURSOR_SECRET: must be at least 32 bytes"))

@@ -148,7 +148,8 @@ func build(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	}
 	head, _ := a.store.(projection.HeadReader)
 	if cfg.has("projector") {
-		popts := projection.ProjectorOptions{Logger: log, Registerer: reg, Head: head}
+		popts := projection.ProjectorOptions{Logger: log, Registerer: reg, Head: head,
+			Sweep: projection.SweepOptions{Interval: cfg.SweepInterval, Batch: cfg.SweepBatch}}
 		if a.redis != nil {
 			// Any number of projectors may share one Redis; one applies.
 			popts.Lease = projection.NewRedisLease(a.redis, cfg.ProjectorLeaseTTL, leaseHolder(cfg), log)

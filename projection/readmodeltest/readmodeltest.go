@@ -28,8 +28,10 @@ type Model interface {
 var base = time.Date(2024, 3, 1, 9, 0, 0, 0, time.UTC)
 
 // Run checks a read model. newModel returns an empty model that no other
-// test shares; every subtest runs in parallel on its own model.
-func Run(t *testing.T, newModel func(t *testing.T) Model) {
+// test shares, judging expiry by the clock now; every subtest runs in
+// parallel on its own model and clock, which reads base unless the
+// subtest moves it.
+func Run(t *testing.T, newModel func(t *testing.T, now func() time.Time) Model) {
 	tests := []struct {
 		name string
 		run  func(t *testing.T, m Model)
@@ -53,11 +55,29 @@ func Run(t *testing.T, newModel func(t *testing.T) Model) {
 		{"FilterTargetType", testFilterTargetType},
 		{"FilterCombined", testFilterCombined},
 		{"FilterScanBound", testFilterScanBound},
+		{"Forget", testForget},
+		{"ForgetAll", testForgetAll},
+		{"ForgetCheckpoint", testForgetCheckpoint},
+	}
+	type timedTest struct {
+		name string
+		run  func(t *testing.T, m Model, clock *Clock)
+	}
+	timed := []timedTest{
+		{"ExpiryToTheSecond", testExpiryToTheSecond},
+		{"ExpiredPagesStayFull", testExpiredPagesStayFull},
+		{"ExpiredFilteredPagesStayFull", testExpiredFilteredPagesStayFull},
+		{"AllExpiredNotFound", testAllExpiredNotFound},
+		{"ExpiredListed", testExpiredListed},
 	}
 	for _, tt := range tests {
+		timed = append(timed, timedTest{tt.name, func(t *testing.T, m Model, _ *Clock) { tt.run(t, m) }})
+	}
+	for _, tt := range timed {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tt.run(t, newModel(t))
+			clock := NewClock(base)
+			tt.run(t, newModel(t, clock.Now), clock)
 		})
 	}
 }
