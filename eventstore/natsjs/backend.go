@@ -101,7 +101,7 @@ func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.
 			if evSeq == 0 { // written in an atomic batch, right after its event
 				evSeq = m.seq - 1
 			}
-			rec, err := s.eventAt(ctx, evSeq, id)
+			rec, err := s.eventAt(ctx, evSeq, id, &e)
 			if err != nil {
 				return nil, err
 			}
@@ -155,13 +155,17 @@ func (s *Store) unindexedTail(ctx context.Context, q eventstore.Query, f eventst
 	return out, nil
 }
 
-// eventAt reads the event id stored at seq.
-func (s *Store) eventAt(ctx context.Context, seq uint64, id string) (eventstore.Record, error) {
+// eventAt reads event id, stored at seq, or its skeleton when its payload
+// was erased; at is where the id index says it was recorded, if known.
+func (s *Store) eventAt(ctx context.Context, seq uint64, id string, at *idEntry) (eventstore.Record, error) {
 	m, ok, err := s.get(ctx, s.cfg.Stream, directReq{Seq: seq}, false)
 	if err != nil {
 		return eventstore.Record{}, err
 	}
 	if !ok {
+		if sk, ok := s.erasedEvent(ctx, id, at); ok {
+			return sk, nil
+		}
 		// A replica behind the leader: look again.
 		return eventstore.Record{}, fmt.Errorf("%w: event %s at %d not found", eventstore.ErrConflict, id, seq)
 	}
@@ -170,6 +174,26 @@ func (s *Store) eventAt(ctx context.Context, seq uint64, id string) (eventstore.
 		return eventstore.Record{}, fmt.Errorf("message %d is not event %s", seq, id)
 	}
 	return rec, nil
+}
+
+// erasedEvent finds the skeleton of event id, recorded where at says or,
+// without at, where its id-index entry says.
+func (s *Store) erasedEvent(ctx context.Context, id string, at *idEntry) (eventstore.Record, bool) {
+	if at == nil {
+		m, ok, err := s.get(ctx, s.cfg.Stream, directReq{LastFor: s.idSubject(id)}, true)
+		if err != nil || !ok {
+			return eventstore.Record{}, false
+		}
+		at = &idEntry{}
+		if json.Unmarshal(m.data, at) != nil {
+			return eventstore.Record{}, false
+		}
+	}
+	sk, err := s.erased(ctx, at.Stream, at.Revision, at.Revision+1)
+	if err != nil || sk[0].ID != id {
+		return eventstore.Record{}, false
+	}
+	return sk[0], true
 }
 
 // commit writes a batch of one record as a plain publish and the longer
@@ -294,7 +318,7 @@ func (s *Store) acked(ctx context.Context, b *eventstore.Batch, ack *jetstream.P
 		r.Position = ack.Sequence
 		return nil
 	}
-	orig, err := s.eventAt(ctx, ack.Sequence, r.ID)
+	orig, err := s.eventAt(ctx, ack.Sequence, r.ID, nil)
 	if err != nil {
 		return err
 	}
