@@ -17,6 +17,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/synadia-io/orbit.go/jetstreamext v0.3.2
+	golang.org/x/sync v0.24.0
 	google.golang.org/grpc v1.79.3
 )
 

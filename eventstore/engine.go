@@ -462,6 +462,8 @@ func (e *Engine) seal(w *work, f Found) bool {
 				freshAt = append(freshAt, i)
 			case orig.Stream != p.stream:
 				err = fmt.Errorf("event %s is recorded in stream %q revision %d: %w", ev.ID, orig.Stream, orig.Revision, ErrDuplicateID)
+			case orig.Erased:
+				err = fmt.Errorf("event %s was recorded at revision %d and its payload erased: %w", ev.ID, orig.Revision, ErrDuplicateID)
 			case !sameContent(Event{Type: orig.Type, Data: orig.Data}, ev):
 				err = fmt.Errorf("event %s is recorded at revision %d with other type or data: %w", ev.ID, orig.Revision, ErrDuplicateID)
 			default:

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/council/activityhistory/eventstore"
 )
@@ -197,25 +198,15 @@ func (s *Store) readBack(ctx context.Context, b *eventstore.Batch) error {
 func (s *Store) writeMulti(ctx context.Context, batches []*eventstore.Batch) (supported bool, err error) {
 	var reqs []kurrentdb.AppendStreamRequest
 	for _, b := range batches {
-		data := make([]kurrentdb.EventData, len(b.Records))
-		for i, r := range b.Records {
-			if data[i], err = toEventData(r); err != nil {
-				return true, err
-			}
-		}
 		reqs = append(reqs, kurrentdb.AppendStreamRequest{
-			StreamName: s.streamName(b.Stream), Events: slices.Values(data), ExpectedStreamState: streamState(b.Prev),
+			StreamName: s.streamName(b.Stream), Events: eventData(b.Records), ExpectedStreamState: streamState(b.Prev),
 		})
 	}
 	for _, b := range batches {
 		for _, r := range b.Records {
-			idx, err := toIndexEventData(r)
-			if err != nil {
-				return true, err
-			}
 			reqs = append(reqs, kurrentdb.AppendStreamRequest{
 				StreamName:          s.idStreamName(r.ID),
-				Events:              slices.Values([]kurrentdb.EventData{idx}),
+				Events:              slices.Values([]kurrentdb.EventData{toIndexEventData(r)}),
 				ExpectedStreamState: kurrentdb.NoStream{},
 			})
 		}
@@ -230,15 +221,19 @@ func (s *Store) writeMulti(ctx context.Context, batches []*eventstore.Batch) (su
 
 // writeSingle writes the events to their stream alone.
 func (s *Store) writeSingle(ctx context.Context, name string, head *eventstore.Head, recs []eventstore.Record) error {
-	data := make([]kurrentdb.EventData, len(recs))
-	for i, r := range recs {
-		var err error
-		if data[i], err = toEventData(r); err != nil {
-			return err
+	_, err := s.client.AppendToStream(ctx, name, kurrentdb.AppendToStreamOptions{StreamState: streamState(head)}, slices.Collect(eventData(recs))...)
+	return translate(ctx, "append to "+name, err)
+}
+
+// eventData is what the client writes for recs.
+func eventData(recs []eventstore.Record) iter.Seq[kurrentdb.EventData] {
+	return func(yield func(kurrentdb.EventData) bool) {
+		for _, r := range recs {
+			if !yield(toEventData(r)) {
+				return
+			}
 		}
 	}
-	_, err := s.client.AppendToStream(ctx, name, kurrentdb.AppendToStreamOptions{StreamState: streamState(head)}, data...)
-	return translate(ctx, "append to "+name, err)
 }
 
 // writeIndexes writes the index entries of records already written.
@@ -252,12 +247,8 @@ func (s *Store) writeIndexes(ctx context.Context, recs []eventstore.Record) erro
 // the same record is fine (a repair raced another); one pointing elsewhere
 // means the id was recorded twice.
 func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record) error {
-	idx, err := toIndexEventData(rec)
-	if err != nil {
-		return err
-	}
 	idName := s.idStreamName(rec.ID)
-	_, err = s.client.AppendToStream(ctx, idName, kurrentdb.AppendToStreamOptions{StreamState: kurrentdb.NoStream{}}, idx)
+	_, err := s.client.AppendToStream(ctx, idName, kurrentdb.AppendToStreamOptions{StreamState: kurrentdb.NoStream{}}, toIndexEventData(rec))
 	err = translate(ctx, "index id "+rec.ID, err)
 	if !errors.Is(err, eventstore.ErrConflict) {
 		return err
@@ -307,58 +298,26 @@ func (s *Store) lookupIDs(ctx context.Context, ids []string) (map[string]eventst
 
 // readIndex reads the index entry of one id.
 func (s *Store) readIndex(ctx context.Context, id string) (indexEntry, bool, error) {
-	rs, err := s.client.ReadStream(ctx, s.idStreamName(id), kurrentdb.ReadStreamOptions{From: kurrentdb.Start{}}, 1)
-	if err != nil {
-		err = translate(ctx, "read id index of "+id, err)
-		if errors.Is(err, eventstore.ErrNotFound) {
-			return indexEntry{}, false, nil
-		}
+	recs, err := s.readStream(ctx, s.idStreamName(id), kurrentdb.Forwards, kurrentdb.Start{}, 1)
+	switch {
+	case errors.Is(err, eventstore.ErrNotFound) || err == nil && len(recs) == 0:
+		return indexEntry{}, false, nil
+	case err != nil:
 		return indexEntry{}, false, err
 	}
-	defer rs.Close()
-	ev, err := rs.Recv()
-	if err != nil {
-		err = translate(ctx, "read id index of "+id, err)
-		if errors.Is(err, eventstore.ErrNotFound) || isEOF(err) {
-			return indexEntry{}, false, nil
-		}
-		return indexEntry{}, false, err
-	}
-	entry, err := decodeIndexEntry(ev.Event)
+	entry, err := decodeIndexEntry(recs[0])
 	return entry, err == nil, err
 }
 
 // forEach runs f for 0..n-1 with bounded parallelism and returns the first
 // error; the others are cancelled.
 func forEach(ctx context.Context, n int, f func(ctx context.Context, i int) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg    sync.WaitGroup
-		once  sync.Once
-		first error
-	)
-	sem := make(chan struct{}, parallelLookups)
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallelLookups)
 	for i := range n {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := f(ctx, i); err != nil {
-				once.Do(func() { first = err; cancel() })
-			}
-		})
+		g.Go(func() error { return f(ctx, i) })
 	}
-	wg.Wait()
-	if first == nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return first
+	return g.Wait()
 }
 
 func streamState(head *eventstore.Head) kurrentdb.StreamState {

@@ -50,17 +50,14 @@ type eventMeta struct {
 }
 
 // toEventData maps a sealed record to what the client writes.
-func toEventData(rec eventstore.Record) (kurrentdb.EventData, error) {
-	meta, err := json.Marshal(eventMeta{
+func toEventData(rec eventstore.Record) kurrentdb.EventData {
+	meta, _ := json.Marshal(eventMeta{ // strings only: cannot fail
 		ID:       rec.ID,
 		Revision: strconv.FormatUint(rec.Revision, 10),
 		PrevHash: rec.PrevHash,
 		Hash:     rec.Hash,
 		Chain:    chainForm(rec.Version),
 	})
-	if err != nil {
-		return kurrentdb.EventData{}, fmt.Errorf("encode metadata of %s: %w", rec.ID, err)
-	}
 	ct := kurrentdb.ContentTypeBinary
 	if json.Valid(rec.Data) {
 		ct = kurrentdb.ContentTypeJson
@@ -71,7 +68,7 @@ func toEventData(rec eventstore.Record) (kurrentdb.EventData, error) {
 		ContentType: ct,
 		Data:        rec.Data,
 		Metadata:    meta,
-	}, nil
+	}
 }
 
 // toRecord maps an event read back from the server. Events we did not write
@@ -118,26 +115,23 @@ type indexEntry struct {
 	Revision uint64 `json:"revision"`
 }
 
-func toIndexEventData(rec eventstore.Record) (kurrentdb.EventData, error) {
-	data, err := json.Marshal(indexEntry{Stream: rec.Stream, Revision: rec.Revision})
-	if err != nil {
-		return kurrentdb.EventData{}, fmt.Errorf("encode index entry of %s: %w", rec.ID, err)
-	}
+func toIndexEventData(rec eventstore.Record) kurrentdb.EventData {
+	data, _ := json.Marshal(indexEntry{Stream: rec.Stream, Revision: rec.Revision}) // cannot fail
 	return kurrentdb.EventData{
 		EventID:     indexUUID(rec.ID),
 		EventType:   indexEventType,
 		ContentType: kurrentdb.ContentTypeJson,
 		Data:        data,
-	}, nil
+	}
 }
 
-func decodeIndexEntry(ev *kurrentdb.RecordedEvent) (indexEntry, error) {
+func decodeIndexEntry(rec eventstore.Record) (indexEntry, error) {
 	var e indexEntry
-	if ev.EventType != indexEventType {
-		return e, fmt.Errorf("index stream %s holds an event of type %q", ev.StreamID, ev.EventType)
+	if rec.Type != indexEventType {
+		return e, fmt.Errorf("index stream %s holds an event of type %q", rec.Stream, rec.Type)
 	}
-	if err := json.Unmarshal(ev.Data, &e); err != nil {
-		return e, fmt.Errorf("decode index entry in %s: %w", ev.StreamID, err)
+	if err := json.Unmarshal(rec.Data, &e); err != nil {
+		return e, fmt.Errorf("decode index entry in %s: %w", rec.Stream, err)
 	}
 	return e, nil
 }

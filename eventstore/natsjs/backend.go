@@ -1,14 +1,19 @@
 package natsjs
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
@@ -34,14 +39,6 @@ const maxAttempts = 50
 // backend is the Store as the engine sees it.
 type backend struct{ s *Store }
 
-func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.Found, error) {
-	return b.s.find(ctx, qs)
-}
-
-func (b backend) Commit(ctx context.Context, batches []*eventstore.Batch) []error {
-	return b.s.commit(ctx, batches)
-}
-
 func (b backend) Read(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.Record, error) {
 	return b.s.read(ctx, stream, from, limit)
 }
@@ -54,7 +51,8 @@ func (b backend) Subscribe(ctx context.Context, after uint64, h eventstore.Handl
 // the last message of each stream's subject asked for, and the id-index
 // entry of each id. The event an entry names is read only when it is in
 // the asked stream (a retry): for another stream the entry says enough.
-func (s *Store) find(ctx context.Context, qs []eventstore.Query) ([]eventstore.Found, error) {
+func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.Found, error) {
+	s := b.s
 	if err := s.admit(ctx); err != nil {
 		return nil, err
 	}
@@ -103,7 +101,7 @@ func (s *Store) find(ctx context.Context, qs []eventstore.Query) ([]eventstore.F
 			if evSeq == 0 { // written in an atomic batch, right after its event
 				evSeq = m.seq - 1
 			}
-			rec, err := s.eventAt(ctx, evSeq, id)
+			rec, err := s.eventAt(ctx, evSeq, id, &e)
 			if err != nil {
 				return nil, err
 			}
@@ -116,10 +114,14 @@ func (s *Store) find(ctx context.Context, qs []eventstore.Query) ([]eventstore.F
 		}
 		for _, r := range unindexed {
 			f.Recorded[r.ID] = r
-			mine = append(mine, r)
 		}
-		if err := s.settle(ctx, q.Stream, mine); err != nil {
-			return nil, err
+		if mine = append(mine, unindexed...); len(mine) > 0 {
+			// A retry: its first attempt may have stopped before its head
+			// was recorded.
+			r := slices.MaxFunc(mine, func(a, b eventstore.Record) int { return cmp.Compare(a.Revision, b.Revision) })
+			if err := s.recordHead(ctx, eventstore.Head{Stream: r.Stream, Revision: r.Revision, Hash: r.Hash, Position: r.Position}); err != nil {
+				return nil, err
+			}
 		}
 		out[i] = f
 	}
@@ -153,29 +155,17 @@ func (s *Store) unindexedTail(ctx context.Context, q eventstore.Query, f eventst
 	return out, nil
 }
 
-// settle records the head of a retried append's stream, at least at its
-// newest record: its first attempt may have stopped before recording it.
-func (s *Store) settle(ctx context.Context, stream string, recs []eventstore.Record) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	newest := recs[0]
-	for _, r := range recs[1:] {
-		if r.Revision > newest.Revision {
-			newest = r
-		}
-	}
-	_, _, err := s.recordHead(ctx, stream, head{revision: newest.Revision, hash: newest.Hash, seq: newest.Position}, 0)
-	return err
-}
-
-// eventAt reads the event id stored at seq.
-func (s *Store) eventAt(ctx context.Context, seq uint64, id string) (eventstore.Record, error) {
-	m, ok, err := s.directOne(ctx, directReq{Seq: seq})
+// eventAt reads event id, stored at seq, or its skeleton when its payload
+// was erased; at is where the id index says it was recorded, if known.
+func (s *Store) eventAt(ctx context.Context, seq uint64, id string, at *idEntry) (eventstore.Record, error) {
+	m, ok, err := s.get(ctx, s.cfg.Stream, directReq{Seq: seq}, false)
 	if err != nil {
 		return eventstore.Record{}, err
 	}
 	if !ok {
+		if sk, ok := s.erasedEvent(ctx, id, at); ok {
+			return sk, nil
+		}
 		// A replica behind the leader: look again.
 		return eventstore.Record{}, fmt.Errorf("%w: event %s at %d not found", eventstore.ErrConflict, id, seq)
 	}
@@ -186,6 +176,26 @@ func (s *Store) eventAt(ctx context.Context, seq uint64, id string) (eventstore.
 	return rec, nil
 }
 
+// erasedEvent finds the skeleton of event id, recorded where at says or,
+// without at, where its id-index entry says.
+func (s *Store) erasedEvent(ctx context.Context, id string, at *idEntry) (eventstore.Record, bool) {
+	if at == nil {
+		m, ok, err := s.get(ctx, s.cfg.Stream, directReq{LastFor: s.idSubject(id)}, true)
+		if err != nil || !ok {
+			return eventstore.Record{}, false
+		}
+		at = &idEntry{}
+		if json.Unmarshal(m.data, at) != nil {
+			return eventstore.Record{}, false
+		}
+	}
+	sk, err := s.erased(ctx, at.Stream, at.Revision, at.Revision+1)
+	if err != nil || sk[0].ID != id {
+		return eventstore.Record{}, false
+	}
+	return sk[0], true
+}
+
 // commit writes a batch of one record as a plain publish and the longer
 // ones together as one atomic batch, all at once: the publishes pipelined,
 // one wait for their acks. Each event message carries its id as
@@ -193,7 +203,8 @@ func (s *Store) eventAt(ctx context.Context, seq uint64, id string) (eventstore.
 // sequence, so a stream cannot fork and, within the duplicate window, an
 // id cannot be stored twice. Id-index entries and heads are the
 // indexer's (index.go).
-func (s *Store) commit(ctx context.Context, batches []*eventstore.Batch) []error {
+func (b backend) Commit(ctx context.Context, batches []*eventstore.Batch) []error {
+	s := b.s
 	errs := make([]error, len(batches))
 	futures := make([]jetstream.PubAckFuture, len(batches))
 	var multi []*eventstore.Batch
@@ -235,8 +246,61 @@ func (s *Store) commit(ctx context.Context, batches []*eventstore.Batch) []error
 			last = max(last, b.Records[len(b.Records)-1].Position)
 		}
 	}
+	if err := s.syncEvents(last); err != nil {
+		for i := range errs {
+			errs[i] = cmp.Or(errs[i], err)
+		}
+	}
 	s.committed(last)
 	return errs
+}
+
+// syncEvents fsyncs, with SyncAlways on an embedded server and when
+// something was written, the stream's message blocks written since the
+// last call: the server has written each
+// message to the OS before its ack, and one fsync per group costs much
+// less than the server's one per message.
+func (s *Store) syncEvents(wrote uint64) error {
+	if !s.cfg.SyncAlways || s.ns == nil || wrote == 0 {
+		return nil
+	}
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	dir := filepath.Join(s.ns.JetStreamConfig().StoreDir, server.DEFAULT_GLOBAL_ACCOUNT, "streams", s.cfg.Stream, "msgs")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("fsync: %w", err)
+	}
+	newest := s.synced
+	for _, e := range ents {
+		n, err := strconv.Atoi(strings.TrimSuffix(e.Name(), ".blk"))
+		if err != nil || n < s.synced || !strings.HasSuffix(e.Name(), ".blk") {
+			continue
+		}
+		if err := fsync(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+		newest = max(newest, n)
+	}
+	if newest > s.synced { // a new block's name must last too
+		if err := fsync(dir); err != nil {
+			return err
+		}
+	}
+	s.synced = newest
+	return nil
+}
+
+func fsync(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return fmt.Errorf("fsync: %w", err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", name, err)
+	}
+	return nil
 }
 
 func prevSeq(b *eventstore.Batch) uint64 {
@@ -254,7 +318,7 @@ func (s *Store) acked(ctx context.Context, b *eventstore.Batch, ack *jetstream.P
 		r.Position = ack.Sequence
 		return nil
 	}
-	orig, err := s.eventAt(ctx, ack.Sequence, r.ID)
+	orig, err := s.eventAt(ctx, ack.Sequence, r.ID, nil)
 	if err != nil {
 		return err
 	}
@@ -308,15 +372,11 @@ func (s *Store) commitBatches(ctx context.Context, batches []*eventstore.Batch) 
 
 // indexMsg is the id-index message of a stored record, expecting the id's
 // subject to be empty.
-func (s *Store) indexMsg(r eventstore.Record) (*nats.Msg, error) {
-	body, err := json.Marshal(idEntry{Stream: r.Stream, Revision: r.Revision, Sum: contentSum(eventstore.Event{ID: r.ID, Type: r.Type, Data: r.Data}), Seq: r.Position})
-	if err != nil {
-		return nil, err
-	}
+func (s *Store) indexMsg(r eventstore.Record) *nats.Msg {
 	m := nats.NewMsg(s.idSubject(r.ID))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
-	m.Data = body
-	return m, nil
+	m.Data, _ = json.Marshal(idEntry{Stream: r.Stream, Revision: r.Revision, Seq: r.Position})
+	return m
 }
 
 // writeIndex writes the id-index entry of a stored record, expecting the
@@ -327,14 +387,9 @@ func (s *Store) indexMsg(r eventstore.Record) (*nats.Msg, error) {
 // back.
 func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record) (bool, error) {
 	subj := s.idSubject(rec.ID)
-	sum := contentSum(eventstore.Event{ID: rec.ID, Type: rec.Type, Data: rec.Data})
 	for attempt := 1; ; attempt++ {
-		m, err := s.indexMsg(rec)
-		if err != nil {
-			return false, err
-		}
 		pctx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		_, err = s.js.PublishMsg(pctx, m)
+		_, err := s.js.PublishMsg(pctx, s.indexMsg(rec))
 		cancel()
 		if err == nil {
 			return true, nil
@@ -342,7 +397,7 @@ func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record) (bool, er
 		if !isWrongLastSeq(err) {
 			return false, fmt.Errorf("index event %s: %w", rec.ID, backendErr(ctx, err))
 		}
-		got, ok, err := s.leaderGet(ctx, s.cfg.Stream, directReq{LastFor: subj})
+		got, ok, err := s.get(ctx, s.cfg.Stream, directReq{LastFor: subj}, true)
 		if err != nil {
 			return false, fmt.Errorf("index event %s: %w", rec.ID, err)
 		}
@@ -351,7 +406,9 @@ func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record) (bool, er
 			if err := json.Unmarshal(got.data, &e); err != nil {
 				return false, fmt.Errorf("id index of %s: %w", rec.ID, err)
 			}
-			if e.sameEvent(rec, sum) {
+			// A stream has one record per revision, and only records whose
+			// hash matches are indexed.
+			if e.Stream == rec.Stream && e.Revision == rec.Revision {
 				return false, nil
 			}
 			s.indexConflicts.Add(1)
@@ -384,7 +441,3 @@ func classify(ctx context.Context, err error) error {
 	}
 	return backendErr(ctx, err)
 }
-
-// kvSeq is a stream's last head write, remembered so that the next one
-// expects it without reading the key first.
-type kvSeq struct{ seq, revision uint64 }

@@ -76,7 +76,7 @@ func (s *Store) ErasePayloads(ctx context.Context, recs []eventstore.Record) err
 }
 
 func (s *Store) eraseOne(ctx context.Context, st jetstream.Stream, r eventstore.Record) error {
-	m, ok, err := s.leaderGet(ctx, s.cfg.Stream, directReq{Seq: r.Position})
+	m, ok, err := s.get(ctx, s.cfg.Stream, directReq{Seq: r.Position}, true)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package natsjs_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,6 +63,14 @@ func TestErasePayloads(t *testing.T) {
 	// Erasing again changes nothing.
 	if err := s.ErasePayloads(ctx, []eventstore.Record{stored[0], stored[2]}); err != nil {
 		t.Fatalf("erase again: %v", err)
+	}
+	// A retry of an erased event finds its id taken, at once: it is not
+	// written again, and does not wait for a record that will not come back.
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = s.Append(rctx, st, eventstore.Any, eventstore.Event{ID: "ev-0", Type: "Recorded", Data: personal(0)})
+	cancel()
+	if !errors.Is(err, eventstore.ErrDuplicateID) {
+		t.Fatalf("retry of an erased event: %v, want ErrDuplicateID", err)
 	}
 	// Reads from any revision, erased ones included, serve skeletons in place.
 	for from := range uint64(5) {

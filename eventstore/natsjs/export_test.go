@@ -43,7 +43,7 @@ func WithoutRepairer(cfg Config) Config {
 func (s *Store) AppendUnindexed(ctx context.Context, stream string, ev eventstore.Event) (eventstore.Record, error) {
 	var prev *eventstore.Head
 	var prevSeq uint64
-	raw, ok, err := s.directOne(ctx, directReq{LastFor: s.evSubject(stream)})
+	raw, ok, err := s.get(ctx, s.cfg.Stream, directReq{LastFor: s.evSubject(stream)}, false)
 	if err != nil {
 		return eventstore.Record{}, err
 	}

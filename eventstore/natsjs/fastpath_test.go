@@ -14,6 +14,7 @@ import (
 
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
+	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
 )
 
 // waitIndexed waits until id has an id-index entry and returns it.
@@ -362,5 +363,47 @@ func TestRepairerSkipsForgedEvents(t *testing.T) {
 	// forged message's id; the index never will.
 	if _, err := r.s.Append(ctx, "real", eventstore.NoStream, eventstore.Event{ID: "forged-id", Type: "TestEvent", Data: []byte("{}")}); !errors.Is(err, eventstore.ErrDuplicateID) {
 		t.Fatalf("append of the forged message's id within the window: %v, want ErrDuplicateID", err)
+	}
+}
+
+// Heads are recorded from what the indexer read, not per append: twenty
+// appends to two streams cost two head writes, made (with the periodic
+// flush an hour away) when Head asks, and a checkpoint not at all.
+func TestHeadsRecordedOncePerFlush(t *testing.T) {
+	t.Parallel()
+	ns := startServer(t)
+	s := open(t, natsjs.RepairEvery(natsjs.Config{URLs: []string{ns.ClientURL()}}, time.Hour))
+	ctx := ctxFor(t)
+	var want [2]eventstore.Record
+	for i := range 20 {
+		res, err := s.Append(ctx, fmt.Sprintf("few-%d", i%2), eventstore.Any, events(fmt.Sprintf("few-%d", i), 1)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i%2] = res.Records[0]
+	}
+	bucket := natsjstest.NewTamperer(t, ns.ClientURL(), "KV_ACTIVITY_HEADS").Stream
+	writes := func() uint64 {
+		info, err := bucket.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.LastSeq
+	}
+	for s.Indexed() < 20 && ctx.Err() == nil { // the indexer read them all
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := writes(); n != 0 {
+		t.Fatalf("%d head writes before any was asked for, want none yet", n)
+	}
+	for i, w := range want {
+		h, err := s.Head(ctx, w.Stream)
+		if err != nil || h.Revision != 9 || h.Hash != w.Hash || h.Position != w.Position {
+			t.Fatalf("head %d: %+v, %v; want revision 9 at %d", i, h, err, w.Position)
+		}
+	}
+	if n := writes(); n != 2 {
+		t.Fatalf("%d head writes, want 2 (one per stream)", n)
 	}
 }

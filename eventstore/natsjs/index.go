@@ -19,17 +19,20 @@ import (
 
 // The indexer. An append stores its events and nothing else; every store
 // runs an indexer that follows the event subjects from a checkpoint and
-// writes, pipelined, what is derived from them: the id-index entry of each
-// event and the recorded head of each stream (one write per stream per
-// batch). It indexes only events whose content matches their hash, so a
-// forged message cannot claim an id, and it never moves a head back.
-// Several processes may run it at once: entries expect an empty subject
-// and heads expect the key's last write.
+// writes the id-index entry of each event at once, and the recorded head of
+// each stream (key-value bucket <Stream>_HEADS, key = the encoded stream
+// name) at most once a second and before Head, Heads and Verify answer. A
+// stream that ends before its recorded head lost records; a stream ahead of
+// it is accepted (those records are covered by the chain alone). Only
+// events whose content matches their hash are indexed, so a forged message
+// claims no id; a head never moves back; the checkpoint never passes a head
+// not recorded yet. Several processes may run it at once: entries expect an
+// empty subject and heads expect the key's last write.
 //
-// Ids stay unique: an event is guarded by the server's duplicate window
-// (its id is Nats-Msg-Id) until its entry is written, and appends wait
-// while this store's own appends are unindexed for more than half the
-// window, or while events stored before the store opened are (admit).
+// Ids stay unique: until its entry is written an event is guarded by the
+// server's duplicate window (its id is Nats-Msg-Id), and appends wait while
+// this store's own appends are unindexed for more than half the window, or
+// while events stored before the store opened are (admit).
 const (
 	// indexKey holds the checkpoint in the heads bucket. Head keys are
 	// base64url, which has no '='.
@@ -38,24 +41,34 @@ const (
 	indexBatch = 512
 	// indexLinger is how long a batch waits for more events.
 	indexLinger = 5 * time.Millisecond
-	// indexCheckpointEvery is how often the checkpoint is saved (tests
-	// may set Config.repairEvery).
-	indexCheckpointEvery = 5 * time.Second
+	// indexFlushEvery is how often heads and the checkpoint are saved
+	// (tests may set Config.repairEvery).
+	indexFlushEvery = time.Second
+	// headsSuffix names the bucket after the stream.
+	headsSuffix = "_HEADS"
 )
 
-// indexState is how far this store's indexer got, and the appends this
-// store committed that it has not reached yet.
+// indexState is how far this store's indexer got, the appends this store
+// committed that it has not reached yet, and the heads it has not
+// recorded yet.
 type indexState struct {
-	mu      sync.Mutex
-	done    uint64    // events up to this position are indexed
-	pending []lagMark // committed, not indexed; in position order
-	wake    chan struct{}
+	mu        sync.Mutex
+	done      uint64    // events up to this position are indexed
+	pending   []lagMark // committed, not indexed; in position order
+	wake      chan struct{}
+	heads     map[string]eventstore.Head // newest seen, not recorded
+	contended bool                       // entries were found written: look before writing
+	flushing  sync.Mutex
 }
 
 type lagMark struct {
 	pos uint64
 	at  time.Time
 }
+
+// kvSeq is a stream's last head write, remembered so that the next one
+// expects it without reading the key first.
+type kvSeq struct{ seq, revision uint64 }
 
 // Indexed counts the id-index entries this store's indexer wrote.
 func (s *Store) Indexed() uint64 { return s.indexed.Load() }
@@ -76,10 +89,15 @@ func (s *Store) committed(pos uint64) {
 	}
 }
 
-// progress records that events up to pos are indexed.
-func (s *Store) progress(pos uint64) {
+// progress records that events up to pos are indexed and heads newer.
+func (s *Store) progress(pos uint64, heads []eventstore.Head) {
 	s.ix.mu.Lock()
 	defer s.ix.mu.Unlock()
+	for _, h := range heads {
+		if old, ok := s.ix.heads[h.Stream]; !ok || h.Revision > old.Revision {
+			s.ix.heads[h.Stream] = h
+		}
+	}
 	s.ix.done = max(s.ix.done, pos)
 	n := 0
 	for n < len(s.ix.pending) && s.ix.pending[n].pos <= s.ix.done {
@@ -93,27 +111,13 @@ func (s *Store) progress(pos uint64) {
 // admit waits while the indexer is too far behind for the duplicate
 // window to cover the events it has not indexed.
 func (s *Store) admit(ctx context.Context) error {
-	if s.cfg.noRepair {
-		return nil
-	}
-	for {
-		s.ix.mu.Lock()
-		behind := len(s.ix.pending) > 0 && time.Since(s.ix.pending[0].at) > s.dupWindow()/2
-		wake := s.ix.wake
-		s.ix.mu.Unlock()
-		if !behind {
-			return nil
-		}
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return fmt.Errorf("%w: the id indexer is behind", eventstore.ErrUnavailable)
-		}
-	}
+	return s.waitIndexer(ctx, func() bool {
+		return len(s.ix.pending) == 0 || time.Since(s.ix.pending[0].at) <= s.dupWindow()/2
+	}, "the id indexer is behind")
 }
 
 // waitIndexed waits until the indexer has passed every event stored
-// before the call, so that recorded heads are up to date.
+// before the call and the heads it saw are recorded.
 func (s *Store) waitIndexed(ctx context.Context) error {
 	if s.cfg.noRepair {
 		return nil
@@ -122,19 +126,28 @@ func (s *Store) waitIndexed(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for {
+	if err := s.waitIndexer(ctx, func() bool { return s.ix.done >= last }, "waiting for the indexer"); err != nil {
+		return err
+	}
+	return s.flushHeads(ctx)
+}
+
+// waitIndexer waits until ready holds (called under the lock).
+func (s *Store) waitIndexer(ctx context.Context, ready func() bool, what string) error {
+	for !s.cfg.noRepair {
 		s.ix.mu.Lock()
-		done, wake := s.ix.done >= last, s.ix.wake
+		ok, wake := ready(), s.ix.wake
 		s.ix.mu.Unlock()
-		if done {
+		if ok {
 			return nil
 		}
 		select {
 		case <-wake:
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for the indexer: %w", ctx.Err())
+			return fmt.Errorf("%w: %s: %w", eventstore.ErrUnavailable, what, ctx.Err())
 		}
 	}
+	return nil
 }
 
 // indexLoop runs the indexer until Close, starting again after failures
@@ -154,7 +167,8 @@ func (s *Store) indexLoop(ctx context.Context) {
 }
 
 // runIndexer indexes events from the checkpoint on until ctx ends or a
-// request fails, saving the checkpoint now and then.
+// request fails; now and then it records the heads and then saves the
+// checkpoint.
 func (s *Store) runIndexer(ctx context.Context) error {
 	done, err := s.loadCheckpoint(ctx)
 	if err != nil {
@@ -165,37 +179,39 @@ func (s *Store) runIndexer(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	wg.Go(func() {
-		t := time.NewTicker(cmp.Or(s.cfg.repairEvery, indexCheckpointEvery))
+		t := time.NewTicker(cmp.Or(s.cfg.repairEvery, indexFlushEvery))
 		defer t.Stop()
 		for saved := done; ; {
 			select {
 			case <-ctx.Done():
-				return
+				return // heads not recorded yet are after the checkpoint
 			case <-t.C:
 			}
 			s.ix.mu.Lock()
 			now := s.ix.done
 			s.ix.mu.Unlock()
-			if now > saved && s.saveCheckpoint(ctx, now) == nil {
+			// Entries and heads before the checkpoint are on disk first.
+			if now > saved && s.flushHeads(ctx) == nil && s.syncEvents(now) == nil && s.saveCheckpoint(ctx, now) == nil {
 				saved = now
 			}
 		}
 	})
 	return s.follow(ctx, done, indexBatch, indexLinger, func(batch []rawMsg) error {
-		if err := s.indexBatch(ctx, batch); err != nil {
+		heads, err := s.indexBatch(ctx, batch)
+		if err != nil {
 			return err
 		}
-		s.progress(batch[len(batch)-1].seq)
+		s.progress(batch[len(batch)-1].seq, heads)
 		return nil
 	})
 }
 
-// indexBatch writes the missing id-index entries of batch's events and
-// the newest head of each stream in it, pipelined.
-func (s *Store) indexBatch(ctx context.Context, batch []rawMsg) error {
+// indexBatch writes the id-index entries of batch's events, pipelined, and
+// returns the newest head of each stream in it. While other indexers
+// write entries too, it first looks which are written.
+func (s *Store) indexBatch(ctx context.Context, batch []rawMsg) ([]eventstore.Head, error) {
 	var recs []eventstore.Record
-	var subjects []string
-	heads := map[string]eventstore.Record{}
+	var heads []eventstore.Head
 	for _, m := range batch {
 		rec, err := s.record(m)
 		if err != nil {
@@ -205,103 +221,318 @@ func (s *Store) indexBatch(ctx context.Context, batch []rawMsg) error {
 			continue // forged or altered: must not claim its id; Verify reports it
 		}
 		recs = append(recs, rec)
-		subjects = append(subjects, s.idSubject(rec.ID))
-		if h, ok := heads[rec.Stream]; !ok || rec.Revision > h.Revision {
-			heads[rec.Stream] = rec
+		heads = append(heads, eventstore.Head{Stream: rec.Stream, Revision: rec.Revision, Hash: rec.Hash, Position: rec.Position})
+	}
+	s.ix.mu.Lock()
+	look := s.ix.contended
+	s.ix.mu.Unlock()
+	written := map[string]idEntry{}
+	if look && len(recs) > 0 {
+		subjects := make([]string, len(recs))
+		for i, rec := range recs {
+			subjects[i] = s.idSubject(rec.ID)
 		}
-	}
-	if len(recs) == 0 {
-		return nil
-	}
-	// Entries another indexer (or an earlier run) wrote are skipped.
-	found, _, err := s.directBatch(ctx, directReq{MultiLast: subjects})
-	if err != nil {
-		return fmt.Errorf("index: %w", err)
-	}
-	entries := make(map[string]rawMsg, len(found))
-	for _, m := range found {
-		entries[m.subject] = m
-	}
-	var writes []write
-	for _, rec := range recs {
-		if m, ok := entries[s.idSubject(rec.ID)]; ok {
+		found, _, err := s.directBatch(ctx, directReq{MultiLast: subjects})
+		if err != nil {
+			return nil, fmt.Errorf("index: %w", err)
+		}
+		for _, m := range found {
 			var e idEntry
-			if json.Unmarshal(m.data, &e) == nil && e.Stream == rec.Stream && e.Revision == rec.Revision {
-				continue
+			if json.Unmarshal(m.data, &e) == nil {
+				written[m.subject] = e
 			}
-			// Another record's, or a replica answering from behind:
-			// writeIndex asks the leader before calling it a conflict.
-		}
-		writes = append(writes, s.publish(rec, false))
-	}
-	for _, rec := range heads {
-		if kv, ok := s.kvs.Get(rec.Stream); !ok || rec.Revision > kv.revision {
-			writes = append(writes, s.publish(rec, true))
 		}
 	}
-	var errs []error
-	for _, w := range writes {
-		errs = append(errs, s.settleWrite(ctx, w))
+	var msgs []*nats.Msg
+	var at []int
+	for i, rec := range recs {
+		// Another record's entry, or a replica answering from behind:
+		// writeIndex asks the leader before calling it a conflict.
+		if e, ok := written[s.idSubject(rec.ID)]; !ok || e.Stream != rec.Stream || e.Revision != rec.Revision {
+			msgs, at = append(msgs, s.indexMsg(rec)), append(at, i)
+		}
 	}
-	return errors.Join(errs...)
-}
-
-// write is an id entry or head being published.
-type write struct {
-	rec  eventstore.Record
-	head bool
-	fut  jetstream.PubAckFuture
-	err  error
-}
-
-func (s *Store) publish(rec eventstore.Record, isHead bool) write {
-	w := write{rec: rec, head: isHead}
-	var m *nats.Msg
-	if isHead {
-		kv, _ := s.kvs.Get(rec.Stream)
-		m, w.err = s.headMsg(rec, kv.seq)
-	} else {
-		m, w.err = s.indexMsg(rec)
+	futures := make([]jetstream.PubAckFuture, len(recs))
+	errs := make([]error, len(recs))
+	for k, m := range msgs {
+		futures[at[k]], errs[at[k]] = s.js.PublishMsgAsync(m)
 	}
-	if w.err == nil {
-		w.fut, w.err = s.js.PublishMsgAsync(m)
-	}
-	return w
-}
-
-// settleWrite waits for w's ack; when someone else wrote the subject it
-// looks and decides (writeIndex, recordHead).
-func (s *Store) settleWrite(ctx context.Context, w write) error {
-	err := w.err
-	if err == nil {
+	contended := len(written) > 0
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
 		select {
-		case ack := <-w.fut.Ok():
-			if w.head {
-				s.kvs.Put(w.rec.Stream, kvSeq{ack.Sequence, w.rec.Revision})
-			} else {
+		case <-f.Ok():
+			s.indexed.Add(1)
+			continue
+		case errs[i] = <-f.Err():
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if isWrongLastSeq(errs[i]) {
+			contended = true
+			var wrote bool
+			if wrote, errs[i] = s.writeIndex(ctx, recs[i]); wrote {
 				s.indexed.Add(1)
 			}
+		}
+	}
+	s.ix.mu.Lock()
+	s.ix.contended = contended
+	s.ix.mu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("index: %w", backendErr(ctx, err))
+	}
+	return heads, nil
+}
+
+// flushHeads records the heads the indexer saw, pipelined; a head another
+// process wrote first is settled by recordHead. Heads not recorded stay
+// for the next flush.
+func (s *Store) flushHeads(ctx context.Context) error {
+	s.ix.flushing.Lock()
+	defer s.ix.flushing.Unlock()
+	s.ix.mu.Lock()
+	heads := s.ix.heads
+	s.ix.heads = map[string]eventstore.Head{}
+	s.ix.mu.Unlock()
+	type write struct {
+		h   eventstore.Head
+		fut jetstream.PubAckFuture
+		err error
+	}
+	var writes []write
+	for _, h := range heads {
+		kv, ok := s.kvs.Get(h.Stream)
+		if ok && kv.revision >= h.Revision {
+			continue
+		}
+		w := write{h: h}
+		w.fut, w.err = s.js.PublishMsgAsync(s.headMsg(h, kv.seq))
+		writes = append(writes, w)
+	}
+	var failed []eventstore.Head
+	var last error
+	for _, w := range writes {
+		if w.err == nil {
+			select {
+			case ack := <-w.fut.Ok():
+				s.kvs.Put(w.h.Stream, kvSeq{ack.Sequence, w.h.Revision})
+				continue
+			case w.err = <-w.fut.Err():
+			case <-ctx.Done():
+				w.err = ctx.Err()
+			}
+		}
+		if isWrongLastSeq(w.err) {
+			w.err = s.recordHead(ctx, w.h)
+		}
+		if w.err != nil {
+			failed, last = append(failed, w.h), w.err
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	s.progress(0, failed)
+	return fmt.Errorf("record heads: %d not recorded: %w", len(failed), backendErr(ctx, last))
+}
+
+// recordHead writes h as the recorded head of its stream unless a head at
+// the same or a later revision is recorded already, looking at the key
+// first.
+func (s *Store) recordHead(ctx context.Context, h eventstore.Head) error {
+	for attempt := 1; ; attempt++ {
+		rec, seq, err := s.loadHead(ctx, h.Stream, true)
+		if err != nil && !errors.Is(err, errHeadDeleted) {
+			return err
+		}
+		if rec != nil && rec.Revision >= h.Revision {
+			s.kvs.Put(h.Stream, kvSeq{seq, rec.Revision})
 			return nil
-		case err = <-w.fut.Err():
-		case <-ctx.Done():
-			return ctx.Err()
+		}
+		pctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		ack, err := s.js.PublishMsg(pctx, s.headMsg(h, seq))
+		cancel()
+		switch {
+		case err == nil:
+			s.kvs.Put(h.Stream, kvSeq{ack.Sequence, h.Revision})
+			return nil
+		case !isWrongLastSeq(err):
+			return fmt.Errorf("record head: %w", backendErr(ctx, err))
+		case attempt == maxAttempts:
+			return fmt.Errorf("record head: still contended after %d attempts: %w", attempt, eventstore.ErrUnavailable)
+		}
+		// Another process wrote the key: look again.
+		if err := eventstore.Sleep(ctx, eventstore.ConflictBackoff(attempt)); err != nil {
+			return fmt.Errorf("record head: %w", backendErr(ctx, err))
 		}
 	}
+}
+
+// headMsg is the write of h as its stream's recorded head, expecting the
+// key's last write at kvSeq (0: none).
+func (s *Store) headMsg(h eventstore.Head, kvSeq uint64) *nats.Msg {
+	m := nats.NewMsg(s.headSubject(h.Stream))
+	m.Data, _ = json.Marshal(headEntry(h))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(kvSeq, 10))
+	return m
+}
+
+// headEntry is the value of a head key.
+type headEntry struct {
+	Stream   string `json:"stream"`
+	Revision uint64 `json:"revision"`
+	Hash     string `json:"hash"`
+	Position uint64 `json:"position"`
+}
+
+// errHeadDeleted: the head key holds a delete marker. This package never
+// deletes a head.
+var errHeadDeleted = errors.New("its recorded head was deleted")
+
+// validBucket reports whether JetStream takes name as a bucket name.
+func validBucket(name string) bool {
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return name != ""
+}
+
+func (s *Store) headsBucket() string { return s.cfg.Stream + headsSuffix }
+
+// headSubject is the subject of a stream's head key in the bucket.
+func (s *Store) headSubject(stream string) string {
+	return "$KV." + s.headsBucket() + "." + enc(stream)
+}
+
+func (s *Store) ensureHeads(ctx context.Context) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      s.headsBucket(),
+		Description: "Activity History: the head of every event stream of " + s.cfg.Stream,
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("create bucket %s: %w", s.headsBucket(), backendErr(ctx, err))
+	}
+	s.kv = kv
+	return nil
+}
+
+// loadHead returns the recorded head of stream (nil when none) and the
+// sequence of the key's last write (0 when never written), or
+// errHeadDeleted with that sequence. fresh asks the bucket's leader rather
+// than any replica.
+func (s *Store) loadHead(ctx context.Context, stream string, fresh bool) (*eventstore.Head, uint64, error) {
+	m, ok, err := s.get(ctx, "KV_"+s.headsBucket(), directReq{LastFor: s.headSubject(stream)}, fresh)
+	if err != nil || !ok {
+		return nil, 0, err
+	}
+	if m.header.Get("KV-Operation") != "" { // a DEL or PURGE marker
+		return nil, m.seq, errHeadDeleted
+	}
+	var e headEntry
+	if err := json.Unmarshal(m.data, &e); err != nil {
+		return nil, 0, fmt.Errorf("head of %s: %w", stream, err)
+	}
+	return (*eventstore.Head)(&e), m.seq, nil
+}
+
+// Head returns the recorded head of stream, ErrNotFound when none is
+// recorded, a *eventstore.ChainError when it was deleted. It waits for the
+// indexer to pass every event stored before the call. On a cluster any
+// replica answers, so the head may lag the stream's by the last appends.
+func (s *Store) Head(ctx context.Context, stream string) (*eventstore.Head, error) {
+	if err := eventstore.CheckStream(stream); err != nil {
+		return nil, fmt.Errorf("head: %w", err)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	if err := s.waitIndexed(ctx); err != nil {
+		return nil, fmt.Errorf("head %s: %w", stream, err)
+	}
+	h, _, err := s.loadHead(ctx, stream, false)
 	switch {
-	case !isWrongLastSeq(err):
-		return fmt.Errorf("index %s: %w", w.rec.ID, backendErr(ctx, err))
-	case w.head:
-		seq, rev, err := s.recordHead(ctx, w.rec.Stream, head{revision: w.rec.Revision, hash: w.rec.Hash, seq: w.rec.Position}, 0)
-		if err == nil {
-			s.kvs.Put(w.rec.Stream, kvSeq{seq, rev})
+	case errors.Is(err, errHeadDeleted):
+		return nil, &eventstore.ChainError{Stream: stream, Reason: err.Error()}
+	case err != nil:
+		return nil, fmt.Errorf("head %s: %w", stream, err)
+	case h == nil:
+		return nil, fmt.Errorf("head %s: %w", stream, eventstore.ErrNotFound)
+	}
+	h.Stream = stream
+	return h, nil
+}
+
+// Heads calls fn with every recorded head, in no particular order, until
+// fn fails. Heads are never deleted by this package, so a deleted head key
+// is reported too: Heads returns a *eventstore.ChainError for each (joined)
+// once every head has been passed to fn.
+func (s *Store) Heads(ctx context.Context, fn func(eventstore.Head) error) error {
+	if err := s.waitIndexed(ctx); err != nil {
+		return fmt.Errorf("heads: %w", err)
+	}
+	w, err := s.kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("heads: %w", backendErr(ctx, err))
+	}
+	defer w.Stop()
+	var deleted []error
+	for {
+		var e jetstream.KeyValueEntry
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("heads: %w", ctx.Err())
+		case got, open := <-w.Updates():
+			if !open {
+				return fmt.Errorf("heads: watcher stopped: %w", eventstore.ErrUnavailable)
+			}
+			e = got
 		}
-		return err
+		if e == nil { // every key's last value has been delivered
+			return errors.Join(deleted...)
+		}
+		if e.Key() == indexKey {
+			continue
+		}
+		stream, err := decodeToken(e.Key())
+		if err != nil {
+			return fmt.Errorf("heads: key %q: %w", e.Key(), err)
+		}
+		if e.Operation() != jetstream.KeyValuePut {
+			deleted = append(deleted, &eventstore.ChainError{Stream: stream, Reason: errHeadDeleted.Error()})
+			continue
+		}
+		var h headEntry
+		if err := json.Unmarshal(e.Value(), &h); err != nil {
+			return fmt.Errorf("heads: head of %q: %w", stream, err)
+		}
+		h.Stream = stream
+		if err := fn(eventstore.Head(h)); err != nil {
+			return err
+		}
 	}
-	wrote, err := s.writeIndex(ctx, w.rec)
-	if wrote {
-		s.indexed.Add(1)
+}
+
+// Verify checks the chain of stream against its recorded head (see
+// eventstore.Verify for what that catches). A stream without a recorded
+// head is checked by its chain alone.
+func (s *Store) Verify(ctx context.Context, stream string) (*eventstore.Head, error) {
+	expected, err := s.Head(ctx, stream)
+	if errors.Is(err, eventstore.ErrNotFound) {
+		expected, err = nil, nil
 	}
-	return err
+	if err != nil {
+		return nil, fmt.Errorf("verify %s: %w", stream, err)
+	}
+	return eventstore.Verify(ctx, s, stream, expected)
 }
 
 // loadCheckpoint returns the last position the indexer has passed (0:

@@ -1,14 +1,10 @@
 package natsjs
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/textproto"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,17 +22,21 @@ const codeNoMessage = 10037
 func (s *Store) LastPosition(ctx context.Context) (uint64, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	m, _, err := s.leaderGet(ctx, s.cfg.Stream, directReq{LastFor: s.evAll})
+	m, _, err := s.get(ctx, s.cfg.Stream, directReq{LastFor: s.evAll}, true)
 	if err != nil {
 		return 0, fmt.Errorf("last position: %w", err)
 	}
 	return m.seq, nil
 }
 
-// leaderGet gets one message through the stream leader (the message get
-// API, not direct get, which any replica answers and may answer from
-// behind). ok is false when no message matches. It waits out an election.
-func (s *Store) leaderGet(ctx context.Context, stream string, req directReq) (m rawMsg, ok bool, err error) {
+// get gets one message of a JetStream stream; ok is false when no message
+// matches. Any replica answers a direct get, perhaps from behind; with
+// leader the stream leader answers (the message get API), and an election
+// is waited out.
+func (s *Store) get(ctx context.Context, stream string, req directReq, leader bool) (m rawMsg, ok bool, err error) {
+	if !leader {
+		return s.directOne(ctx, stream, req)
+	}
 	err = s.retryUnavailable(ctx, func() error {
 		m, ok, err = s.leaderGetOnce(ctx, stream, req)
 		return err
@@ -76,25 +76,11 @@ func (s *Store) leaderGetOnce(ctx context.Context, stream string, req directReq)
 	case r.Message == nil:
 		return rawMsg{}, false, errors.New("message get: empty answer")
 	}
-	hdr, err := parseHeader(r.Message.Header)
-	if err != nil {
-		return rawMsg{}, false, fmt.Errorf("message get %d: %w", r.Message.Sequence, err)
+	hdr := nats.Header{}
+	if len(r.Message.Header) > 0 {
+		if hdr, err = nats.DecodeHeadersMsg(r.Message.Header); err != nil {
+			return rawMsg{}, false, fmt.Errorf("message get %d: %w", r.Message.Sequence, err)
+		}
 	}
 	return rawMsg{subject: r.Message.Subject, seq: r.Message.Sequence, time: r.Message.Time.UTC(), header: hdr, data: r.Message.Data}, true, nil
-}
-
-// parseHeader reads a NATS header block ("NATS/1.0\r\nKey: value\r\n\r\n").
-func parseHeader(b []byte) (nats.Header, error) {
-	if len(b) == 0 {
-		return nats.Header{}, nil
-	}
-	tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(b)))
-	if _, err := tp.ReadLine(); err != nil { // the status line
-		return nil, err
-	}
-	h, err := tp.ReadMIMEHeader()
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return nats.Header(h), nil
 }

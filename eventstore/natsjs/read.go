@@ -24,38 +24,29 @@ const (
 // record is found by a binary search over stream sequences (revisions grow
 // with sequence on a subject), the rest by batch direct gets filtered on
 // the stream's subject, which the file store serves from its subject index.
+// Any replica answers direct gets, a follower from a little behind the
+// leader: what the leader holds now is the least a read returns, so a read
+// sees every append acknowledged before it.
 func (s *Store) read(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.Record, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	subj := s.evSubject(stream)
-	if s.cfg.Replicas == 1 {
-		var recs []eventstore.Record
-		err := s.retryUnavailable(ctx, func() (err error) {
-			recs, err = s.readOnce(ctx, stream, subj, from, limit)
-			return err
-		})
+	want := 0
+	if s.cfg.Replicas > 1 {
+		last, ok, err := s.get(ctx, s.cfg.Stream, directReq{LastFor: subj}, true)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", stream, err)
 		}
-		return recs, nil
-	}
-	// Any replica answers direct gets, a follower from a little behind the
-	// leader. What the leader holds now is the least a read returns, so a
-	// read sees every append acknowledged before it.
-	last, ok, err := s.leaderGet(ctx, s.cfg.Stream, directReq{LastFor: subj})
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", stream, err)
-	}
-	if !ok {
-		return nil, fmt.Errorf("read %s: %w", stream, eventstore.ErrNotFound)
-	}
-	headRev, err := revisionOf(last)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", stream, &eventstore.ChainError{Stream: stream, Revision: from, Reason: err.Error()})
-	}
-	want := 0
-	if from <= headRev {
-		want = int(min(uint64(limit), headRev-from+1))
+		if !ok {
+			return nil, fmt.Errorf("read %s: %w", stream, eventstore.ErrNotFound)
+		}
+		headRev, err := revisionOf(last)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", stream, &eventstore.ChainError{Stream: stream, Revision: from, Reason: err.Error()})
+		}
+		if from <= headRev {
+			want = int(min(uint64(limit), headRev-from+1))
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		var recs []eventstore.Record
@@ -63,13 +54,12 @@ func (s *Store) read(ctx context.Context, stream string, from uint64, limit int)
 			recs, err = s.readOnce(ctx, stream, subj, from, limit)
 			return err
 		})
-		if err == nil && len(recs) >= want {
+		switch {
+		case err == nil && len(recs) >= want:
 			return recs, nil
-		}
-		if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+		case err != nil && (want == 0 || !errors.Is(err, eventstore.ErrNotFound)):
 			return nil, fmt.Errorf("read %s: %w", stream, err)
-		}
-		if attempt == catchUpAttempts {
+		case attempt == catchUpAttempts:
 			return nil, fmt.Errorf("read %s: replica still behind the leader (%d of %d records): %w", stream, len(recs), want, eventstore.ErrUnavailable)
 		}
 		if err := eventstore.Sleep(ctx, eventstore.ConflictBackoff(attempt)); err != nil {
@@ -139,7 +129,7 @@ func (s *Store) readOnce(ctx context.Context, stream, subj string, from uint64, 
 // seqOfRevision returns the sequence of revision rev on subject subj, 0 when
 // the stream ends before it, or ErrNotFound when the stream is empty.
 func (s *Store) seqOfRevision(ctx context.Context, stream, subj string, rev uint64) (uint64, error) {
-	head, ok, err := s.directOne(ctx, directReq{LastFor: subj})
+	head, ok, err := s.get(ctx, s.cfg.Stream, directReq{LastFor: subj}, false)
 	if err != nil {
 		return 0, err
 	}
@@ -162,7 +152,7 @@ func (s *Store) seqOfRevision(ctx context.Context, stream, subj string, rev uint
 	var after uint64
 	for lo <= hi {
 		mid := lo + (hi-lo)/2
-		m, ok, err := s.directOne(ctx, directReq{Seq: mid, NextFor: subj})
+		m, ok, err := s.get(ctx, s.cfg.Stream, directReq{Seq: mid, NextFor: subj}, false)
 		if err != nil {
 			return 0, err
 		}
@@ -208,14 +198,9 @@ type directReq struct {
 
 func (s *Store) directSubject() string { return "$JS.API.DIRECT.GET." + s.cfg.Stream }
 
-// directOne answers a single-message direct get; ok is false when no
-// message matches.
-func (s *Store) directOne(ctx context.Context, req directReq) (rawMsg, bool, error) {
-	return s.directOneOn(ctx, s.cfg.Stream, req)
-}
-
-// directOneOn is directOne on another JetStream stream.
-func (s *Store) directOneOn(ctx context.Context, stream string, req directReq) (rawMsg, bool, error) {
+// directOne answers a single-message direct get on a JetStream stream; ok
+// is false when no message matches.
+func (s *Store) directOne(ctx context.Context, stream string, req directReq) (rawMsg, bool, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return rawMsg{}, false, err

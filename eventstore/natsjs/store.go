@@ -2,7 +2,7 @@
 // JetStream stream holds every event stream, one subject per event stream,
 // plus one subject per event id that makes ids unique store-wide. Each
 // event stream's head is also recorded in a key-value bucket beside the
-// stream (heads.go), so that verification finds removed records. It runs
+// stream (index.go), so that verification finds removed records. It runs
 // an embedded nats-server (no listener, file storage) or connects to
 // external servers, one or a cluster.
 package natsjs
@@ -38,8 +38,9 @@ type Config struct {
 	SubjectPrefix string
 	// Replicas of the JetStream stream; default 1. Embedded needs 1.
 	Replicas int
-	// SyncAlways makes the embedded server fsync before every ack. External
-	// servers take this from their own configuration.
+	// SyncAlways makes appends to an embedded server fsync before their
+	// ack: the store fsyncs once per group (syncEvents). External servers
+	// take this from their own configuration.
 	SyncAlways bool
 	// Logger receives connection and embedded-server events; nil discards.
 	Logger *slog.Logger
@@ -94,9 +95,13 @@ type Store struct {
 	// denyDelete: a stream created before erasure, which cannot erase.
 	denyDelete bool
 
-	stop      chan struct{}
+	life      context.Context // ends with Close
+	end       context.CancelFunc
 	workers   sync.WaitGroup
 	closeOnce sync.Once
+
+	syncMu sync.Mutex
+	synced int // the newest message block fsynced
 
 	ix             indexState
 	indexed        atomic.Uint64 // id-index entries the indexer wrote
@@ -128,10 +133,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg:   cfg,
 		log:   log,
 		evAll: cfg.SubjectPrefix + ".ev.>",
-		stop:  make(chan struct{}),
-		ix:    indexState{wake: make(chan struct{})},
+		ix:    indexState{wake: make(chan struct{}), heads: map[string]eventstore.Head{}},
 		kvs:   eventstore.Cache[kvSeq]{Max: 100_000},
 	}
+	s.life, s.end = context.WithCancel(context.Background())
 	var err error
 	if len(cfg.URLs) == 0 {
 		err = s.startEmbedded()
@@ -164,6 +169,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		AttemptTimeout: attemptTimeout,
 		AppendTimeout:  requestTimeout,
 		MaxBatchEvents: maxBatchMsgs,
+		MaxGroupEvents: maxBatchMsgs,
 	})
 	if !cfg.noRepair {
 		if err := s.startIndexer(ctx); err != nil {
@@ -178,7 +184,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // events stored before now: one left unindexed by a writer that stopped
 // may be past the duplicate window already.
 func (s *Store) startIndexer(ctx context.Context) error {
-	done, err := s.loadCheckpoint(ctx)
+	var done uint64
+	err := s.retryUnavailable(ctx, func() (err error) { done, err = s.loadCheckpoint(ctx); return err })
 	if err != nil {
 		return fmt.Errorf("open natsjs: %w", err)
 	}
@@ -190,14 +197,8 @@ func (s *Store) startIndexer(ctx context.Context) error {
 	if last > done {
 		s.ix.pending = []lagMark{{pos: last}}
 	}
-	ictx, cancel := context.WithCancel(context.Background())
-	s.workers.Add(2)
-	go func() {
-		defer s.workers.Done()
-		defer cancel()
-		<-s.stop
-	}()
-	go s.indexLoop(ictx)
+	s.workers.Add(1)
+	go s.indexLoop(s.life)
 	return nil
 }
 
@@ -238,7 +239,6 @@ func (s *Store) startEmbedded() (err error) {
 		JetStream:  true,
 		StoreDir:   filepath.Join(s.cfg.DataDir, "jetstream"),
 		DontListen: true,
-		SyncAlways: s.cfg.SyncAlways,
 		NoSigs:     true,
 	}
 	var auth []nats.Option
@@ -265,7 +265,7 @@ func (s *Store) startEmbedded() (err error) {
 		return fmt.Errorf("connect embedded nats: %w", err)
 	}
 	s.nc = nc
-	s.log.Info("embedded nats started", "store_dir", opts.StoreDir, "sync_always", opts.SyncAlways, "listen", s.cfg.Listen)
+	s.log.Info("embedded nats started", "store_dir", opts.StoreDir, "sync_always", s.cfg.SyncAlways, "listen", s.cfg.Listen)
 	return nil
 }
 
@@ -360,7 +360,7 @@ func (s *Store) Close() error {
 		if s.Engine != nil {
 			s.Engine.Close()
 		}
-		close(s.stop)
+		s.end()
 		if s.nc != nil {
 			s.nc.Close() // fails a batch in flight at once
 		}
@@ -374,14 +374,7 @@ func (s *Store) Close() error {
 	return nil
 }
 
-func (s *Store) closed() bool {
-	select {
-	case <-s.stop:
-		return true
-	default:
-		return false
-	}
-}
+func (s *Store) closed() bool { return s.life.Err() != nil }
 
 // retryUnavailable runs op until it succeeds, fails otherwise than with
 // ErrUnavailable, or ctx ends: it waits out an election or a reconnect.

@@ -1,10 +1,7 @@
 package natsjs
 
 import (
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -57,31 +54,14 @@ func decodeToken(tok string) (string, error) {
 	return string(b), err
 }
 
-// contentSum identifies an event's type and data in its id-index entry, so
-// that a retry can be told from a different event reusing the id.
-func contentSum(ev eventstore.Event) string {
-	h := sha256.New()
-	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(ev.Type))))
-	h.Write([]byte(ev.Type))
-	h.Write(ev.Data)
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // idEntry is the body of an id-index message.
 type idEntry struct {
 	Stream   string `json:"stream"`
 	Revision uint64 `json:"revision"`
-	Sum      string `json:"sum"`
 	// Seq is the event's stream sequence. Written apart from its event
 	// (by the indexer, single-event appends); 0 in an atomic batch, where
 	// the event is the message just before the entry.
 	Seq uint64 `json:"seq,omitempty"`
-}
-
-// sameEvent reports whether e indexes rec: a stream has one record per
-// revision, so stream, revision and content identify it.
-func (e idEntry) sameEvent(rec eventstore.Record, sum string) bool {
-	return e.Stream == rec.Stream && e.Revision == rec.Revision && e.Sum == sum
 }
 
 // rawMsg is a stored message as direct get or a consumer hands it over.
