@@ -140,20 +140,9 @@ func TestRedisPageCacheDropsAllWhenTheSubscriptionIsLost(t *testing.T) {
 	// target without an announcement: as if it were said while the
 	// subscription was down.
 	next := readmodeltest.Activity(target, 309, t0)
-	nd, err := next.MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stem := prefix + "{" + target + "}"
-	_, err = c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	writeUnannounced(t, c, prefix, next, func(p redis.Pipeliner) {
 		p.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub")
-		p.HSet(ctx, stem+":doc", next.ID, nd)
-		p.ZAdd(ctx, stem+":idx", redis.Z{Member: next.SortKey()})
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if old == doc(t, next) {
 		t.Fatal("the test did not change the first page")
 	}
@@ -180,22 +169,32 @@ func TestRedisPageCacheStopsWhenChangesGoUnannounced(t *testing.T) {
 	waitCached(t, cache, reads, target)
 
 	next := readmodeltest.Activity(target, 409, t0)
-	nd, err := next.MarshalJSON()
+	writeUnannounced(t, c, prefix, next, func(p redis.Pipeliner) {
+		p.HSet(ctx, prefix+"{%meta}:checkpoints", "", "21")
+	})
+	if err := reader.Refresh(ctx); err != nil { // what Follow does on the applied message
+		t.Fatal(err)
+	}
+	waitNewest(t, cache, target, doc(t, next))
+}
+
+// writeUnannounced writes a into the first generation's keys as the
+// projector would, but without announcing it, in one transaction with
+// what also queues.
+func writeUnannounced(t *testing.T, c *redis.Client, prefix string, a activity.Activity, also func(redis.Pipeliner)) {
+	t.Helper()
+	d, err := a.MarshalJSON()
 	if err != nil {
 		t.Fatal(err)
 	}
-	stem := prefix + "{" + target + "}"
-	_, err = c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, stem+":doc", next.ID, nd)
-		p.ZAdd(ctx, stem+":idx", redis.Z{Member: next.SortKey()})
-		p.HSet(ctx, prefix+"{%meta}:checkpoints", "", "21")
+	stem := prefix + "{" + a.TargetID + "}"
+	_, err = c.TxPipelined(context.Background(), func(p redis.Pipeliner) error {
+		also(p)
+		p.HSet(context.Background(), stem+":doc", a.ID, d)
+		p.ZAdd(context.Background(), stem+":idx", redis.Z{Member: a.SortKey()})
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := reader.Refresh(ctx); err != nil { // what Follow does on the applied message
-		t.Fatal(err)
-	}
-	waitNewest(t, cache, target, doc(t, next))
 }
