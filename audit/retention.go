@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/council/activityhistory/activity"
+	"github.com/council/activityhistory/background"
 	"github.com/council/activityhistory/eventstore"
 )
 
@@ -52,15 +53,7 @@ func (s *Service) Retention(opts RetentionOptions) *Retention {
 
 // Run ticks until ctx ends; failures are logged and retried next tick.
 func (r *Retention) Run(ctx context.Context) {
-	wait := r.opts.Interval
-	for {
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
+	background.Loop(ctx, r.opts.Interval, 0, func(ctx context.Context) bool {
 		scanned, erased, err := r.Tick(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -68,11 +61,8 @@ func (r *Retention) Run(ctx context.Context) {
 		case erased > 0:
 			r.opts.Logger.Info("retention erase", "scanned", scanned, "erased", erased)
 		}
-		wait = r.opts.Interval
-		if scanned == r.opts.Scan && err == nil {
-			wait = 0
-		}
-	}
+		return scanned == r.opts.Scan && err == nil
+	})
 }
 
 // errScanned stops a tick's subscription.

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/council/activityhistory/background"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -64,15 +65,7 @@ func newSweeper(opts SweepOptions, reg prometheus.Registerer, log *slog.Logger) 
 
 // run sweeps model every interval until ctx ends.
 func (s *sweeper) run(ctx context.Context, model ReadModel) {
-	wait := s.opts.Interval
-	for {
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
+	background.Loop(ctx, s.opts.Interval, min(s.opts.Interval/10, time.Second), func(ctx context.Context) bool {
 		n, err := s.sweep(ctx, model)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -81,11 +74,8 @@ func (s *sweeper) run(ctx context.Context, model ReadModel) {
 		case n > 0:
 			s.log.Debug("retention sweep", "swept", n)
 		}
-		wait = s.opts.Interval
-		if n == s.opts.Batch {
-			wait = min(wait/10, time.Second)
-		}
-	}
+		return n == s.opts.Batch
+	})
 }
 
 // sweep removes at most one batch of activities expired now and returns
