@@ -21,7 +21,7 @@ type FoldedEngine struct {
 	*gin.Engine
 
 	once   sync.Once
-	routes [][]string // the engine's paths split on "/", literal first
+	routes [][]string      // the engine's paths split on "/", literal first
 	exact  map[string]bool // the paths without parameters, spelled as registered
 }
 
