@@ -65,13 +65,9 @@ func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.
 			subjects = append(subjects, s.idSubject(id))
 		}
 	}
-	msgs, _, err := s.directBatch(ctx, directReq{MultiLast: subjects})
+	bySubject, err := s.lastBySubject(ctx, subjects)
 	if err != nil {
 		return nil, err
-	}
-	bySubject := make(map[string]rawMsg, len(msgs))
-	for _, m := range msgs {
-		bySubject[m.subject] = m
 	}
 	out := make([]eventstore.Found, len(qs))
 	for i, q := range qs {

@@ -113,13 +113,9 @@ func (s *Store) erased(ctx context.Context, stream string, from, to uint64) ([]e
 		for rev := lo; rev < hi; rev++ {
 			subjects = append(subjects, s.erSubject(stream, rev))
 		}
-		msgs, _, err := s.directBatch(ctx, directReq{MultiLast: subjects})
+		bySubject, err := s.lastBySubject(ctx, subjects)
 		if err != nil {
 			return nil, err
-		}
-		bySubject := make(map[string]rawMsg, len(msgs))
-		for _, m := range msgs {
-			bySubject[m.subject] = m
 		}
 		for rev := lo; rev < hi; rev++ {
 			m, ok := bySubject[s.erSubject(stream, rev)]

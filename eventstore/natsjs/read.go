@@ -222,6 +222,20 @@ func (s *Store) directOne(ctx context.Context, stream string, req directReq) (ra
 	}
 }
 
+// lastBySubject gets the last message of each subject (at most 1024) in
+// one multi-last direct get, by subject; a subject without one is absent.
+func (s *Store) lastBySubject(ctx context.Context, subjects []string) (map[string]rawMsg, error) {
+	msgs, _, err := s.directBatch(ctx, directReq{MultiLast: subjects})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]rawMsg, len(msgs))
+	for _, m := range msgs {
+		out[m.subject] = m
+	}
+	return out, nil
+}
+
 // directBatch answers a batch or multi-last direct get with all its
 // messages and the count of matching messages left after them. Unlike
 // jetstreamext.GetBatch it tells a complete answer (end-of-batch marker)
