@@ -16,8 +16,9 @@ const DefaultRetentionScan = 10_000
 
 // RetentionOptions configure the store-side retention job.
 type RetentionOptions struct {
-	// Interval between ticks; after a tick that examined a full Scan the
-	// next comes at once, so a pass over a large store does not crawl.
+	// Interval between ticks, full or not: the walk goes at a steady
+	// Scan records per Interval, so it does not compete with the service
+	// for the store.
 	Interval time.Duration
 	// Scan is the most records one tick examines (DefaultRetentionScan
 	// when 0).
@@ -53,7 +54,7 @@ func (s *Service) Retention(opts RetentionOptions) *Retention {
 
 // Run ticks until ctx ends; failures are logged and retried next tick.
 func (r *Retention) Run(ctx context.Context) {
-	background.Loop(ctx, r.opts.Interval, 0, func(ctx context.Context) bool {
+	background.Loop(ctx, r.opts.Interval, r.opts.Interval, func(ctx context.Context) bool {
 		scanned, erased, err := r.Tick(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
