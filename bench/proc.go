@@ -143,6 +143,11 @@ func (r *run) startService(ctx context.Context, o serviceOpts) (*service, error)
 		"EVENTSTORE_SYNC=" + or(o.sync, "default"),
 		"ROLES=" + or(o.roles, "command,query,projector"),
 	}
+	for _, k := range []string{"GOMEMLIMIT", "GOGC"} { // the runtime's own knobs, to compare settings
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
 	if r.cfg.DependencyTimeout != "" {
 		env = append(env, "DEPENDENCY_TIMEOUT="+r.cfg.DependencyTimeout)
 	}

@@ -74,9 +74,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer app.close()
-	if floor := memoryLimitFloor(getenv, app); floor > 0 && processMemoryLimit {
-		go adaptMemoryLimit(ctx, floor, 5*time.Second, log)
-	}
 	return app.run(ctx, ln)
 }
 
