@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/council/activityhistory/internal/testkit"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -214,21 +215,8 @@ func (s *service) waitReady(d time.Duration) {
 	})
 }
 
-// checkFor polls f until it succeeds or d has passed.
-func checkFor(t *testing.T, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// checkFor is the shared poll of the tests.
+var checkFor = testkit.CheckFor
 
 // ledger is what the writers were told: every acknowledged activity.
 type ledger struct {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
+	"github.com/council/activityhistory/internal/testkit"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -12,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/council/activityhistory/activity"
@@ -74,19 +75,7 @@ func shared(t *testing.T) (string, *natsjs.Store, *redis.Client, string, *projec
 }
 
 // natsServer runs a JetStream server for child processes to share.
-func natsServer(t *testing.T) string {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	return ns.ClientURL()
-}
+func natsServer(t *testing.T) string { return natsjstest.StartServer(t).ClientURL() }
 
 type child struct {
 	cmd  *exec.Cmd
@@ -238,20 +227,8 @@ func natsjsLast(t *testing.T, s *natsjs.Store) (uint64, error) {
 	return p, nil
 }
 
-func checkForT(t *testing.T, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// checkForT is the shared poll of the tests.
+var checkForT = testkit.CheckFor
 
 // Two projector processes on one Redis: one applies; kill -9 the leader
 // in the middle of a load and the standby takes over within the lease TTL;

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
 	"io"
 	"net/http"
 	"strconv"
@@ -15,7 +16,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/council/activityhistory/apitest"
 	"github.com/council/activityhistory/projection/redistest"
@@ -199,19 +199,7 @@ func TestRestartServesNoPartialHistory(t *testing.T) {
 }
 
 // natsURL runs a JetStream server for processes that share one store.
-func natsURL(t *testing.T) string {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	return ns.ClientURL()
-}
+func natsURL(t *testing.T) string { return natsjstest.StartServer(t).ClientURL() }
 
 // Rebuild while serving: readers page through a target all along and see
 // no error and no short page; writes go on; the new generation holds

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/council/activityhistory/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -130,21 +131,8 @@ func (s *service) waitReady(t *testing.T) {
 	})
 }
 
-// checkFor polls f until it succeeds or d has passed.
-func checkFor(t *testing.T, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// checkFor is the shared poll of the tests.
+var checkFor = testkit.CheckFor
 
 func mint(t *testing.T, groups ...string) string {
 	t.Helper()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/council/activityhistory/internal/testkit"
 	"net"
 	"os"
 	"os/exec"
@@ -175,20 +176,8 @@ func recorded(t testing.TB, s *natsjs.Store, entity string) []string {
 	return ids
 }
 
-func checkFor(t testing.TB, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// checkFor is the shared poll of the tests.
+var checkFor = testkit.CheckFor
 
 func equalIDs(got, want []string) error {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
