@@ -27,7 +27,7 @@ import (
 	"github.com/council/activityhistory/auth"
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
-	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
+	"github.com/council/activityhistory/internal/testkit/natstest"
 	"github.com/council/activityhistory/projection"
 	"github.com/council/activityhistory/projection/readmodeltest"
 	"github.com/council/activityhistory/query"
@@ -371,7 +371,7 @@ type verification struct {
 
 func TestVerifyEndpoint(t *testing.T) {
 	t.Parallel()
-	ns := natsjstestServer(t)
+	ns := natsServerURL(t)
 	s := openStore(t, natsjs.Config{URLs: []string{ns}})
 	f := newFixture(t, apitest.New(t), s)
 	clean, tampered := uuid.NewString(), uuid.NewString()
@@ -401,8 +401,8 @@ func TestVerifyEndpoint(t *testing.T) {
 	// past the gap. Replay serves what comes before it, then 409.
 	gapped := uuid.NewString()
 	good := record(t, s, series(gapped, 3)...)
-	tam := natsjstest.NewTamperer(t, ns, "ACTIVITY")
-	tam.Publish(t, natsjstest.Forged(tam.Message(t, good[2].Position).Subject, 7, good[2].Hash))
+	tam := natstest.NewTamperer(t, ns, "ACTIVITY")
+	tam.Publish(t, natstest.Forged(tam.Message(t, good[2].Position).Subject, 7, good[2].Hash))
 	p := decode[replayPage](t, f.get(t, "auditor", "/api/v1/activityHistory/streams/"+gapped+"/events"))
 	if len(p.Results) != 3 || p.PaginationDetails.NextToken == nil {
 		t.Fatalf("replay of a gapped stream: %d records, next %v", len(p.Results), p.PaginationDetails.NextToken)
@@ -734,19 +734,19 @@ func readCSV(t *testing.T, b []byte) [][]string {
 
 func csvReader(r io.Reader) *csv.Reader { return csv.NewReader(r) }
 
-// natsjstestServer runs a nats-server reachable over TCP and returns its URL.
-func natsjstestServer(t *testing.T) string {
+// natsServerURL runs a nats-server reachable over TCP and returns its URL.
+func natsServerURL(t *testing.T) string {
 	t.Helper()
-	return natsjstest.StartServer(t).ClientURL()
+	return natstest.StartServer(t).ClientURL()
 }
 
 // forge publishes a forged record after last, on its stream's subject,
 // behind the store's back.
 func forge(t *testing.T, url string, last eventstore.Record) {
 	t.Helper()
-	tam := natsjstest.NewTamperer(t, url, "ACTIVITY")
+	tam := natstest.NewTamperer(t, url, "ACTIVITY")
 	subject := tam.Message(t, last.Position).Subject
-	tam.Publish(t, natsjstest.Forged(subject, last.Revision+1, last.Hash))
+	tam.Publish(t, natstest.Forged(subject, last.Revision+1, last.Hash))
 }
 
 // Opaque target ids may hold '/': sent as %2F they stay one path segment.

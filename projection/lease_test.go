@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
 	"github.com/council/activityhistory/internal/testkit"
+	"github.com/council/activityhistory/internal/testkit/natstest"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -75,7 +75,7 @@ func shared(t *testing.T) (string, *natsjs.Store, *redis.Client, string, *projec
 }
 
 // natsServer runs a JetStream server for child processes to share.
-func natsServer(t *testing.T) string { return natsjstest.StartServer(t).ClientURL() }
+func natsServer(t *testing.T) string { return natstest.StartServer(t).ClientURL() }
 
 type child struct {
 	cmd  *exec.Cmd

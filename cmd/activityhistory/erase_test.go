@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/council/activityhistory/apitest"
-	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
+	"github.com/council/activityhistory/internal/testkit/natstest"
 )
 
 // personalName is the personal data of the i-th activity: what erasure removes.
@@ -135,7 +135,7 @@ func TestEraseOverHTTPAndCLIThenVerify(t *testing.T) {
 	// files, the one kept is there; the CLI erases the rest in the store.
 	s.stop()
 	for i, gone := range []bool{true, true, false} {
-		if natsjstest.FilesHold(t, dir, []byte(personalName(target, i))) == gone {
+		if natstest.FilesHold(t, dir, []byte(personalName(target, i))) == gone {
 			t.Fatalf("payload %d in the store's files: want gone %v", i, gone)
 		}
 	}
@@ -143,7 +143,7 @@ func TestEraseOverHTTPAndCLIThenVerify(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "OK "+target+": 1 record erased (revisions 2), 2 erased before") {
 		t.Fatalf("erase in the store: %v %q", err, out)
 	}
-	if natsjstest.FilesHold(t, dir, []byte(personalName(target, 2))) {
+	if natstest.FilesHold(t, dir, []byte(personalName(target, 2))) {
 		t.Fatal("payload 2 still in the store's files")
 	}
 	err, out = verifyRun(t, dir, "--target", target)

@@ -21,7 +21,7 @@ import (
 
 	"github.com/council/activityhistory/apitest"
 	"github.com/council/activityhistory/command/ingest"
-	"github.com/council/activityhistory/command/ingest/natstest"
+	"github.com/council/activityhistory/internal/testkit/natstest"
 )
 
 func startNATS(t *testing.T) *server.Server {

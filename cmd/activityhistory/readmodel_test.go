@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
+	"github.com/council/activityhistory/internal/testkit/natstest"
 	"io"
 	"net/http"
 	"strconv"
@@ -199,7 +199,7 @@ func TestRestartServesNoPartialHistory(t *testing.T) {
 }
 
 // natsURL runs a JetStream server for processes that share one store.
-func natsURL(t *testing.T) string { return natsjstest.StartServer(t).ClientURL() }
+func natsURL(t *testing.T) string { return natstest.StartServer(t).ClientURL() }
 
 // Rebuild while serving: readers page through a target all along and see
 // no error and no short page; writes go on; the new generation holds

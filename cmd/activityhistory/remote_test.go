@@ -15,7 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/council/activityhistory/apitest"
-	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
+	"github.com/council/activityhistory/internal/testkit/natstest"
 	"github.com/council/activityhistory/projection/redistest"
 )
 
@@ -172,7 +172,7 @@ func TestVerifyAndReplayOverHTTP(t *testing.T) {
 func TestQueryOnlyServesAuditFromExternalStore(t *testing.T) {
 	t.Parallel()
 	chk := apitest.New(t)
-	ns := natsjstest.StartServer(t)
+	ns := natstest.StartServer(t)
 	_, prefix := redistest.Client(t)
 	writerEnv := baseEnv(t.TempDir())
 	writerEnv["ROLES"], writerEnv["EVENTSTORE_URL"] = "command", ns.ClientURL()

@@ -21,7 +21,7 @@ import (
 
 	"github.com/council/activityhistory/apitest"
 	"github.com/council/activityhistory/eventstore/natsjs"
-	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
+	"github.com/council/activityhistory/internal/testkit/natstest"
 	"github.com/council/activityhistory/ui"
 	"github.com/council/activityhistory/ui/uitest"
 )
@@ -142,7 +142,7 @@ func TestTimelinePage(t *testing.T) {
 	// Someone with access to the data dir appends a record to the tenancy's
 	// stream behind the service's back; then the service starts again.
 	svc.stop()
-	tamper(t, dir, natsjstest.Forged(eventSubject(tenancyID), 5, lastHash(t, dir, tenancyID)))
+	tamper(t, dir, natstest.Forged(eventSubject(tenancyID), 5, lastHash(t, dir, tenancyID)))
 	svc = start(t, env, "--dev-auth")
 
 	base := svc.url + "/ui/"

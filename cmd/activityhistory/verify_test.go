@@ -15,7 +15,7 @@ import (
 
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
-	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
+	"github.com/council/activityhistory/internal/testkit/natstest"
 )
 
 // verifyRun runs the verify sub-command on dir and returns its error and
@@ -112,7 +112,7 @@ func TestVerifyAll(t *testing.T) {
 	}
 
 	// A record appended behind the store's back, with made-up headers.
-	forged := natsjstest.Forged(eventSubject("tenure-2"), 3, heads[1].Hash)
+	forged := natstest.Forged(eventSubject("tenure-2"), 3, heads[1].Hash)
 	// A recorded head whose stream has no records.
 	ghost := nats.NewMsg("$KV.ACTIVITY_HEADS." + base64.RawURLEncoding.EncodeToString([]byte("ghost-9")))
 	ghost.Data = []byte(`{"stream":"ghost-9","revision":4,"hash":"` + strings.Repeat("cd", 32) + `","position":99}`)

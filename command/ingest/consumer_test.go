@@ -20,8 +20,8 @@ import (
 	"github.com/council/activityhistory/activity"
 	"github.com/council/activityhistory/command"
 	"github.com/council/activityhistory/command/ingest"
-	"github.com/council/activityhistory/command/ingest/natstest"
 	"github.com/council/activityhistory/eventstore/natsjs"
+	"github.com/council/activityhistory/internal/testkit/natstest"
 )
 
 func startNATS(t testing.TB, dir string, port int) *server.Server {

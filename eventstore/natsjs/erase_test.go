@@ -14,7 +14,7 @@ import (
 
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
-	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
+	"github.com/council/activityhistory/internal/testkit/natstest"
 )
 
 // personal is the payload of the i-th record: what erasure must remove.
@@ -92,7 +92,7 @@ func TestErasePayloads(t *testing.T) {
 	// The bytes are gone from the store's files, not only from reads.
 	s.Close()
 	for i := range 4 {
-		if gone := !natsjstest.FilesHold(t, dir, personal(i)); gone != (i == 0 || i == 2) {
+		if gone := !natstest.FilesHold(t, dir, personal(i)); gone != (i == 0 || i == 2) {
 			t.Fatalf("payload %d on disk: gone %v", i, gone)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
-	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
+	"github.com/council/activityhistory/internal/testkit/natstest"
 )
 
 // waitIndexed waits until id has an id-index entry and returns it.
@@ -382,7 +382,7 @@ func TestHeadsRecordedOncePerFlush(t *testing.T) {
 		}
 		want[i%2] = res.Records[0]
 	}
-	bucket := natsjstest.NewTamperer(t, ns.ClientURL(), "KV_ACTIVITY_HEADS").Stream
+	bucket := natstest.NewTamperer(t, ns.ClientURL(), "KV_ACTIVITY_HEADS").Stream
 	writes := func() uint64 {
 		info, err := bucket.Info(ctx)
 		if err != nil {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
-	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
 	"github.com/council/activityhistory/eventstore/storetest"
+	"github.com/council/activityhistory/internal/testkit/natstest"
 )
 
 func open(t testing.TB, cfg natsjs.Config) *natsjs.Store {
@@ -37,7 +37,7 @@ func openEmbedded(t testing.TB) *natsjs.Store {
 // way an external server is reached.
 func startServer(t testing.TB) *server.Server {
 	t.Helper()
-	return natsjstest.StartServer(t)
+	return natstest.StartServer(t)
 }
 
 func ctxFor(t *testing.T) context.Context {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/council/activityhistory/eventstore"
 	"github.com/council/activityhistory/eventstore/natsjs"
-	"github.com/council/activityhistory/eventstore/natsjs/natsjstest"
+	"github.com/council/activityhistory/internal/testkit/natstest"
 )
 
 // rig is a store on a server with a listener, plus a plain JetStream
@@ -24,7 +24,7 @@ type rig struct {
 	s      *natsjs.Store
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	tam    *natsjstest.Tamperer
+	tam    *natstest.Tamperer
 }
 
 func newRig(t *testing.T, tamperable bool) rig {
@@ -35,7 +35,7 @@ func newRig(t *testing.T, tamperable bool) rig {
 		cfg = natsjs.TamperableConfig(cfg, 100*time.Millisecond)
 	}
 	s := open(t, cfg)
-	tam := natsjstest.NewTamperer(t, ns.ClientURL(), "ACTIVITY")
+	tam := natstest.NewTamperer(t, ns.ClientURL(), "ACTIVITY")
 	return rig{s: s, js: tam.JS, stream: tam.Stream, tam: tam}
 }
 
@@ -85,7 +85,7 @@ func (r rig) wantBroken(t *testing.T, stream string, rev uint64) {
 	t.Logf("caught: %v", err)
 }
 
-// publish writes m straight to the JetStream stream (natsjstest).
+// publish writes m straight to the JetStream stream (natstest).
 func (r rig) publish(t *testing.T, m *nats.Msg) uint64 {
 	t.Helper()
 	return r.tam.Publish(t, m)
@@ -138,7 +138,7 @@ func TestTamperForgedRecord(t *testing.T) {
 
 	// Made-up headers that look right: the next revision, linked to the
 	// real head, with a hash the forger could not compute for this data.
-	r.publish(t, natsjstest.Forged(r.s.EventSubject("target"), 3, last.Hash))
+	r.publish(t, natstest.Forged(r.s.EventSubject("target"), 3, last.Hash))
 	r.wantBroken(t, "target", 3)
 	if _, err := eventstore.Verify(ctxFor(t), r.s, "target", nil); !errors.Is(err, eventstore.ErrChainBroken) {
 		t.Fatalf("chain alone: %v, want a broken chain", err)

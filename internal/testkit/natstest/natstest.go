@@ -1,7 +1,8 @@
-// Package natsjstest is the test kit of natsjs: an in-process nats-server
-// reached over TCP, and a plain JetStream client on it that goes behind the
-// store's back, the way someone with server access could tamper with it.
-package natsjstest
+// Package natstest runs real, in-process nats-servers for tests, reached
+// over TCP the way an external server is, and a plain JetStream client that
+// goes behind the store's back, the way someone with server access could
+// tamper with it.
+package natstest
 
 import (
 	"bytes"
@@ -22,11 +23,21 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// StartServer runs a nats-server with a TCP listener on a free port, the
-// way an external server is reached. It stops when the test ends.
+// StartServer runs a JetStream server on a free loopback port with its
+// files in a temp dir. It stops when the test ends.
 func StartServer(t testing.TB) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	return Server(t, t.TempDir(), 0)
+}
+
+// Server runs a JetStream server with its files in dir: on a free port, or
+// on port to restart one there. It stops when the test ends.
+func Server(t testing.TB, dir string, port int) *server.Server {
+	t.Helper()
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
 	if err != nil {
 		t.Fatal(err)
 	}
