@@ -44,13 +44,10 @@ type Config struct {
 	SyncAlways bool
 	// Logger receives connection and embedded-server events; nil discards.
 	Logger *slog.Logger
-	// Listen, when set (host:port), makes the embedded server accept NATS
-	// clients there, e.g. publishers of entity events; off by default.
-	// With ListenUser or ListenNKeys every such client must authenticate.
-	Listen         string
-	ListenUser     string
-	ListenPassword string
-	ListenNKeys    []string // public user nkeys (U…)
+	// ServerOptions, when set, adjusts the embedded server's options, e.g.
+	// a listener for other clients; it returns what the store's own
+	// in-process connection needs to authenticate, if anything.
+	ServerOptions func(*server.Options) ([]nats.Option, error)
 
 	// Set only by tests (export_test.go): a stream that allows deleting
 	// and purging messages, and a shorter duplicate window, so tests can
@@ -242,9 +239,9 @@ func (s *Store) startEmbedded() (err error) {
 		NoSigs:     true,
 	}
 	var auth []nats.Option
-	if s.cfg.Listen != "" {
-		if auth, err = listenOptions(opts, s.cfg); err != nil {
-			return err
+	if s.cfg.ServerOptions != nil {
+		if auth, err = s.cfg.ServerOptions(opts); err != nil {
+			return fmt.Errorf("open natsjs: %w", err)
 		}
 	}
 	ns, err := server.NewServer(opts)
@@ -265,7 +262,7 @@ func (s *Store) startEmbedded() (err error) {
 		return fmt.Errorf("connect embedded nats: %w", err)
 	}
 	s.nc = nc
-	s.log.Info("embedded nats started", "store_dir", opts.StoreDir, "sync_always", s.cfg.SyncAlways, "listen", s.cfg.Listen)
+	s.log.Info("embedded nats started", "store_dir", opts.StoreDir, "sync_always", s.cfg.SyncAlways, "listen", !opts.DontListen)
 	return nil
 }
 
@@ -342,6 +339,10 @@ func (s *Store) ensureStream(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Conn is the store's own NATS connection, for other clients of the same
+// server (the entity-event consumer). Closed by Close.
+func (s *Store) Conn() *nats.Conn { return s.nc }
 
 // Ping checks that JetStream answers and the stream exists.
 func (s *Store) Ping(ctx context.Context) error {
