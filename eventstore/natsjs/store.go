@@ -110,57 +110,52 @@ var _ eventstore.Store = (*Store)(nil)
 // Open starts or connects to NATS and creates or updates the JetStream
 // stream.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	if cfg.Stream == "" {
-		cfg.Stream = defaultStream
-	}
-	if cfg.SubjectPrefix == "" {
-		cfg.SubjectPrefix = defaultPrefix
-	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = 1
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	cfg.Stream = cmp.Or(cfg.Stream, defaultStream)
+	cfg.SubjectPrefix = cmp.Or(cfg.SubjectPrefix, defaultPrefix)
+	cfg.Replicas = cmp.Or(cfg.Replicas, 1)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	if err := checkConfig(cfg); err != nil {
 		return nil, err
 	}
 	s := &Store{
 		cfg:   cfg,
-		log:   log,
+		log:   cfg.Logger,
 		evAll: cfg.SubjectPrefix + ".ev.>",
 		ix:    indexState{wake: make(chan struct{}), heads: map[string]eventstore.Head{}},
 		kvs:   eventstore.Cache[kvSeq]{Max: 100_000},
 	}
 	s.life, s.end = context.WithCancel(context.Background())
-	var err error
-	if len(cfg.URLs) == 0 {
+	if err := s.open(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// open runs or connects to the server and sets the store up; Close undoes
+// what it did.
+func (s *Store) open(ctx context.Context) (err error) {
+	if len(s.cfg.URLs) == 0 {
 		err = s.startEmbedded()
 	} else {
 		err = s.connect()
 	}
 	if err != nil {
-		s.dir.release()
-		return nil, err
+		return err
 	}
 	if err := s.replies.subscribe(s.nc); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("open natsjs: %w", backendErr(ctx, err))
+		return fmt.Errorf("open natsjs: %w", backendErr(ctx, err))
 	}
 	if s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(asyncMaxPending),
 		// An ack a dying leader never sends fails the publish.
 		jetstream.WithPublishAsyncTimeout(attemptTimeout)); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("open natsjs: %w", err)
+		return fmt.Errorf("open natsjs: %w", err)
 	}
 	if err := s.ensureStream(ctx); err != nil {
-		s.Close()
-		return nil, err
+		return err
 	}
 	if err := s.ensureHeads(ctx); err != nil {
-		s.Close()
-		return nil, err
+		return err
 	}
 	s.Engine = eventstore.NewEngine(backend{s}, eventstore.EngineConfig{
 		AttemptTimeout: attemptTimeout,
@@ -168,13 +163,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		MaxBatchEvents: maxBatchMsgs,
 		MaxGroupEvents: maxBatchMsgs,
 	})
-	if !cfg.noRepair {
-		if err := s.startIndexer(ctx); err != nil {
-			s.Close()
-			return nil, err
-		}
+	if s.cfg.noRepair {
+		return nil
 	}
-	return s, nil
+	return s.startIndexer(ctx)
 }
 
 // startIndexer runs the indexer. Appends wait until it has passed the
@@ -249,19 +241,14 @@ func (s *Store) startEmbedded() (err error) {
 		return fmt.Errorf("start embedded nats: %w", err)
 	}
 	ns.SetLoggerV2(serverLog{s.log}, false, false, false)
+	s.ns = ns // shut down by Close, also when this fails
 	go ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
-		ns.Shutdown()
 		return fmt.Errorf("start embedded nats: not ready in 30s: %w", eventstore.ErrUnavailable)
 	}
-	s.ns = ns
-	nc, err := nats.Connect(ns.ClientURL(), append(auth, nats.InProcessServer(ns), nats.Name("activityhistory"))...)
-	if err != nil {
-		ns.Shutdown()
-		s.ns = nil
+	if s.nc, err = nats.Connect(ns.ClientURL(), append(auth, nats.InProcessServer(ns), nats.Name("activityhistory"))...); err != nil {
 		return fmt.Errorf("connect embedded nats: %w", err)
 	}
-	s.nc = nc
 	s.log.Info("embedded nats started", "store_dir", opts.StoreDir, "sync_always", s.cfg.SyncAlways, "listen", !opts.DontListen)
 	return nil
 }
