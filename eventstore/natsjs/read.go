@@ -25,8 +25,9 @@ const (
 // with sequence on a subject), the rest by batch direct gets filtered on
 // the stream's subject, which the file store serves from its subject index.
 // Any replica answers direct gets, a follower from a little behind the
-// leader: what the leader holds now is the least a read returns, so a read
-// sees every append acknowledged before it.
+// leader: what the leader holds now is the least a read returns (a
+// follower short of it is asked again), so a read sees every append
+// acknowledged before it.
 func (s *Store) read(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.Record, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -48,29 +49,19 @@ func (s *Store) read(ctx context.Context, stream string, from uint64, limit int)
 			want = int(min(uint64(limit), headRev-from+1))
 		}
 	}
-	for attempt := 1; ; attempt++ {
-		var recs []eventstore.Record
-		err := s.retryUnavailable(ctx, func() (err error) {
-			recs, err = s.readOnce(ctx, stream, subj, from, limit)
-			return err
-		})
-		switch {
-		case err == nil && len(recs) >= want:
-			return recs, nil
-		case err != nil && (want == 0 || !errors.Is(err, eventstore.ErrNotFound)):
-			return nil, fmt.Errorf("read %s: %w", stream, err)
-		case attempt == catchUpAttempts:
-			return nil, fmt.Errorf("read %s: replica still behind the leader (%d of %d records): %w", stream, len(recs), want, eventstore.ErrUnavailable)
+	var recs []eventstore.Record
+	err := s.retryUnavailable(ctx, func() (err error) {
+		recs, err = s.readOnce(ctx, stream, subj, from, limit)
+		if len(recs) < want && (err == nil || errors.Is(err, eventstore.ErrNotFound)) {
+			return fmt.Errorf("replica behind the leader (%d of %d records): %w", len(recs), want, eventstore.ErrUnavailable)
 		}
-		if err := eventstore.Sleep(ctx, eventstore.ConflictBackoff(attempt)); err != nil {
-			return nil, fmt.Errorf("read %s: %w", stream, backendErr(ctx, err))
-		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
+	return recs, nil
 }
-
-// catchUpAttempts bounds how long a read waits for a replica to catch up
-// with the leader (about two seconds).
-const catchUpAttempts = 50
 
 // readOnce reads through direct gets from whichever replica answers. A
 // message on the stream's subject that is not the next record is reported
