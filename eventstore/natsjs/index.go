@@ -232,7 +232,7 @@ func (s *Store) indexBatch(ctx context.Context, batch []rawMsg) ([]eventstore.He
 		for i, rec := range recs {
 			subjects[i] = s.idSubject(rec.ID)
 		}
-		found, _, err := s.directBatch(ctx, directReq{MultiLast: subjects})
+		found, _, err := s.direct(ctx, s.cfg.Stream, directReq{MultiLast: subjects})
 		if err != nil {
 			return nil, fmt.Errorf("index: %w", err)
 		}

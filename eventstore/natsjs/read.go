@@ -80,7 +80,7 @@ func (s *Store) readOnce(ctx context.Context, stream, subj string, from uint64, 
 	}
 	out := make([]eventstore.Record, 0, min(limit, readBatch))
 	for len(out) < limit {
-		msgs, pending, err := s.directBatch(ctx, directReq{Seq: start, NextFor: subj, Batch: min(limit-len(out), readBatch), MaxBytes: readMaxBytes})
+		msgs, pending, err := s.direct(ctx, s.cfg.Stream, directReq{Seq: start, NextFor: subj, Batch: min(limit-len(out), readBatch), MaxBytes: readMaxBytes})
 		if err != nil {
 			return nil, err
 		}
@@ -187,60 +187,22 @@ type directReq struct {
 	MultiLast []string `json:"multi_last,omitempty"`
 }
 
-func (s *Store) directSubject() string { return "$JS.API.DIRECT.GET." + s.cfg.Stream }
-
-// directOne answers a single-message direct get on a JetStream stream; ok
-// is false when no message matches.
-func (s *Store) directOne(ctx context.Context, stream string, req directReq) (rawMsg, bool, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return rawMsg{}, false, err
-	}
-	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-	defer cancel()
-	resp, err := s.nc.RequestWithContext(actx, "$JS.API.DIRECT.GET."+stream, body)
-	if err != nil {
-		return rawMsg{}, false, backendErr(ctx, err)
-	}
-	switch st := resp.Header.Get("Status"); st {
-	case "":
-		m, err := parseDirect(resp)
-		return m, err == nil, err
-	case "404":
-		return rawMsg{}, false, nil
-	default:
-		return rawMsg{}, false, fmt.Errorf("direct get: status %s %s", st, resp.Header.Get("Description"))
-	}
-}
-
-// lastBySubject gets the last message of each subject (at most 1024) in
-// one multi-last direct get, by subject; a subject without one is absent.
-func (s *Store) lastBySubject(ctx context.Context, subjects []string) (map[string]rawMsg, error) {
-	msgs, _, err := s.directBatch(ctx, directReq{MultiLast: subjects})
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]rawMsg, len(msgs))
-	for _, m := range msgs {
-		out[m.subject] = m
-	}
-	return out, nil
-}
-
-// directBatch answers a batch or multi-last direct get with all its
-// messages and the count of matching messages left after them. Unlike
-// jetstreamext.GetBatch it tells a complete answer (end-of-batch marker)
-// from one cut short by a timeout.
-func (s *Store) directBatch(ctx context.Context, req directReq) ([]rawMsg, uint64, error) {
+// direct answers a direct get on a JetStream stream with its messages
+// (none when no message matches) and, for a batch or multi-last get, the
+// count of matching messages left after them. Unlike jetstreamext.GetBatch
+// it tells a complete batch (end-of-batch marker) from one cut short by a
+// timeout.
+func (s *Store) direct(ctx context.Context, stream string, req directReq) ([]rawMsg, uint64, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, 0, err
 	}
 	r := s.replies.open()
 	defer s.replies.close(r)
-	if err := s.nc.PublishRequest(s.directSubject(), r.inbox, body); err != nil {
+	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, r.inbox, body); err != nil {
 		return nil, 0, backendErr(ctx, err)
 	}
+	batch := req.Batch > 0 || len(req.MultiLast) > 0
 	var out []rawMsg
 	for {
 		resp, err := r.next(ctx, attemptTimeout)
@@ -253,7 +215,9 @@ func (s *Store) directBatch(ctx context.Context, req directReq) ([]rawMsg, uint6
 			if err != nil {
 				return nil, 0, err
 			}
-			out = append(out, m)
+			if out = append(out, m); !batch {
+				return out, 0, nil
+			}
 		case "204": // end of batch
 			pending, _ := strconv.ParseUint(resp.Header.Get("Nats-Num-Pending"), 10, 64)
 			return out, pending, nil
@@ -268,6 +232,20 @@ func (s *Store) directBatch(ctx context.Context, req directReq) ([]rawMsg, uint6
 			return nil, 0, fmt.Errorf("direct get: status %s %s", st, resp.Header.Get("Description"))
 		}
 	}
+}
+
+// lastBySubject gets the last message of each subject (at most 1024) in
+// one multi-last direct get, by subject; a subject without one is absent.
+func (s *Store) lastBySubject(ctx context.Context, subjects []string) (map[string]rawMsg, error) {
+	msgs, _, err := s.direct(ctx, s.cfg.Stream, directReq{MultiLast: subjects})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]rawMsg, len(msgs))
+	for _, m := range msgs {
+		out[m.subject] = m
+	}
+	return out, nil
 }
 
 func parseDirect(m *nats.Msg) (rawMsg, error) {
