@@ -201,41 +201,31 @@ func (s *Store) erasedEvent(ctx context.Context, id string, at *idEntry) (events
 // indexer's (index.go).
 func (b backend) Commit(ctx context.Context, batches []*eventstore.Batch) []error {
 	s := b.s
-	errs := make([]error, len(batches))
-	futures := make([]jetstream.PubAckFuture, len(batches))
+	singles := make([]*nats.Msg, len(batches))
 	var multi []*eventstore.Batch
 	var multiAt []int
 	for i, b := range batches {
 		if len(b.Records) > 1 {
 			multi, multiAt = append(multi, b), append(multiAt, i)
-			continue
+		} else {
+			singles[i] = s.batchMsgs(b)[0]
 		}
-		m := eventMsg(s.evSubject(b.Stream), b.Records[0])
-		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(prevSeq(b), 10))
-		if futures[i], errs[i] = s.js.PublishMsgAsync(m); errs[i] != nil {
+	}
+	var multiErrs []error
+	var wg sync.WaitGroup
+	wg.Go(func() { multiErrs = s.commitBatches(ctx, multi) })
+	acks, errs := s.publishAll(ctx, singles)
+	for i, ack := range acks {
+		if ack != nil {
+			errs[i] = s.acked(ctx, batches[i], ack)
+		} else if errs[i] != nil {
 			errs[i] = classify(ctx, errs[i])
 		}
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for k, err := range s.commitBatches(ctx, multi) {
-			errs[multiAt[k]] = err
-		}
-	})
-	for i, f := range futures {
-		if f == nil {
-			continue
-		}
-		select {
-		case ack := <-f.Ok():
-			errs[i] = s.acked(ctx, batches[i], ack)
-		case err := <-f.Err():
-			errs[i] = classify(ctx, err)
-		case <-ctx.Done():
-			errs[i] = backendErr(ctx, ctx.Err())
-		}
-	}
 	wg.Wait()
+	for k, err := range multiErrs {
+		errs[multiAt[k]] = err
+	}
 	var last uint64
 	for i, b := range batches {
 		if errs[i] == nil {
@@ -249,6 +239,46 @@ func (b backend) Commit(ctx context.Context, batches []*eventstore.Batch) []erro
 	}
 	s.committed(last)
 	return errs
+}
+
+// publishAll publishes msgs pipelined, skipping nil ones, and waits for
+// their acks: an ack or an error for each.
+func (s *Store) publishAll(ctx context.Context, msgs []*nats.Msg) ([]*jetstream.PubAck, []error) {
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	acks := make([]*jetstream.PubAck, len(msgs))
+	errs := make([]error, len(msgs))
+	for i, m := range msgs {
+		if m != nil {
+			futures[i], errs[i] = s.js.PublishMsgAsync(m)
+		}
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case acks[i] = <-f.Ok():
+		case errs[i] = <-f.Err():
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+		}
+	}
+	return acks, errs
+}
+
+// batchMsgs are the event messages of b, the first expecting its stream's
+// last sequence.
+func (s *Store) batchMsgs(b *eventstore.Batch) []*nats.Msg {
+	msgs := make([]*nats.Msg, len(b.Records))
+	for k, r := range b.Records {
+		msgs[k] = eventMsg(s.evSubject(b.Stream), r)
+	}
+	var prev uint64
+	if b.Prev != nil {
+		prev = b.Prev.Position
+	}
+	msgs[0].Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(prev, 10))
+	return msgs
 }
 
 // syncEvents fsyncs, with SyncAlways on an embedded server and when
@@ -299,13 +329,6 @@ func fsync(name string) error {
 	return nil
 }
 
-func prevSeq(b *eventstore.Batch) uint64 {
-	if b.Prev == nil {
-		return 0
-	}
-	return b.Prev.Position
-}
-
 // acked sets the position of a published record, or finds the record its
 // id names when the server took it for a duplicate.
 func (s *Store) acked(ctx context.Context, b *eventstore.Batch, ack *jetstream.PubAck) error {
@@ -332,13 +355,7 @@ func (s *Store) commitBatches(ctx context.Context, batches []*eventstore.Batch) 
 	}
 	var msgs []*nats.Msg
 	for _, b := range batches {
-		for k, r := range b.Records {
-			m := eventMsg(s.evSubject(b.Stream), r)
-			if k == 0 {
-				m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(prevSeq(b), 10))
-			}
-			msgs = append(msgs, m)
-		}
+		msgs = append(msgs, s.batchMsgs(b)...)
 	}
 	// No ack on the first message: the commit's answer covers the batch.
 	ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
