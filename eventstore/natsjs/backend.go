@@ -72,6 +72,7 @@ func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.
 	out := make([]eventstore.Found, len(qs))
 	for i, q := range qs {
 		f := eventstore.Found{Recorded: map[string]eventstore.Record{}}
+		var mine []eventstore.Record // recorded in this stream: a retry
 		if m, ok := bySubject[s.evSubject(q.Stream)]; ok && q.Tail {
 			t, err := s.record(m)
 			if err != nil {
@@ -79,7 +80,6 @@ func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.
 			}
 			f.Tail = &t
 		}
-		var mine []eventstore.Record // recorded in this stream: a retry
 		for _, id := range q.IDs {
 			m, ok := bySubject[s.idSubject(id)]
 			if !ok {
@@ -93,11 +93,8 @@ func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.
 				f.Recorded[id] = eventstore.Record{ID: id, Stream: e.Stream, Revision: e.Revision}
 				continue
 			}
-			evSeq := e.Seq
-			if evSeq == 0 { // written in an atomic batch, right after its event
-				evSeq = m.seq - 1
-			}
-			rec, err := s.eventAt(ctx, evSeq, id, &e)
+			// No seq: written in an atomic batch, right after its event.
+			rec, err := s.eventAt(ctx, cmp.Or(e.Seq, m.seq-1), id, &e)
 			if err != nil {
 				return nil, err
 			}
@@ -107,9 +104,6 @@ func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.
 		unindexed, err := s.unindexedTail(ctx, q, f)
 		if err != nil {
 			return nil, err
-		}
-		for _, r := range unindexed {
-			f.Recorded[r.ID] = r
 		}
 		if mine = append(mine, unindexed...); len(mine) > 0 {
 			// A retry: its first attempt may have stopped before its head
@@ -124,19 +118,18 @@ func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.
 	return out, nil
 }
 
-// unindexedTail finds asked ids that are not indexed yet among the
-// newest records of the stream: an append whose events are the stream's
-// newest, retried before its id-index entries were written.
+// unindexedTail adds to f, indexes and returns the asked ids that are not
+// indexed yet among the newest records of the stream: an append whose
+// events are the stream's newest, retried before its id-index entries were
+// written.
 func (s *Store) unindexedTail(ctx context.Context, q eventstore.Query, f eventstore.Found) ([]eventstore.Record, error) {
 	if f.Tail == nil || !slices.Contains(q.IDs, f.Tail.ID) {
 		return nil, nil
 	}
-	tail := []eventstore.Record{*f.Tail}
-	if n := uint64(len(q.IDs)); n > 1 {
-		var err error
-		if tail, err = s.read(ctx, q.Stream, f.Tail.Revision+1-min(n, f.Tail.Revision+1), int(n)); err != nil {
-			return nil, err
-		}
+	n := min(uint64(len(q.IDs)), f.Tail.Revision+1)
+	tail, err := s.read(ctx, q.Stream, f.Tail.Revision+1-n, int(n))
+	if err != nil {
+		return nil, err
 	}
 	var out []eventstore.Record
 	for _, r := range tail {
@@ -146,6 +139,7 @@ func (s *Store) unindexedTail(ctx context.Context, q eventstore.Query, f eventst
 		if _, err := s.writeIndex(ctx, r); err != nil {
 			return nil, err
 		}
+		f.Recorded[r.ID] = r
 		out = append(out, r)
 	}
 	return out, nil
@@ -159,10 +153,13 @@ func (s *Store) eventAt(ctx context.Context, seq uint64, id string, at *idEntry)
 		return eventstore.Record{}, err
 	}
 	if !ok {
-		if sk, ok := s.erasedEvent(ctx, id, at); ok {
-			return sk, nil
+		if at != nil {
+			if sk, err := s.erased(ctx, at.Stream, at.Revision, at.Revision+1); err == nil && sk[0].ID == id {
+				return sk[0], nil
+			}
 		}
-		// A replica behind the leader: look again.
+		// A replica behind the leader, or erased and not indexed yet: the
+		// engine looks again.
 		return eventstore.Record{}, fmt.Errorf("%w: event %s at %d not found", eventstore.ErrConflict, id, seq)
 	}
 	rec, err := s.record(m)
@@ -170,26 +167,6 @@ func (s *Store) eventAt(ctx context.Context, seq uint64, id string, at *idEntry)
 		return eventstore.Record{}, fmt.Errorf("message %d is not event %s", seq, id)
 	}
 	return rec, nil
-}
-
-// erasedEvent finds the skeleton of event id, recorded where at says or,
-// without at, where its id-index entry says.
-func (s *Store) erasedEvent(ctx context.Context, id string, at *idEntry) (eventstore.Record, bool) {
-	if at == nil {
-		m, ok, err := s.get(ctx, s.cfg.Stream, directReq{LastFor: s.idSubject(id)}, true)
-		if err != nil || !ok {
-			return eventstore.Record{}, false
-		}
-		at = &idEntry{}
-		if json.Unmarshal(m.data, at) != nil {
-			return eventstore.Record{}, false
-		}
-	}
-	sk, err := s.erased(ctx, at.Stream, at.Revision, at.Revision+1)
-	if err != nil || sk[0].ID != id {
-		return eventstore.Record{}, false
-	}
-	return sk[0], true
 }
 
 // commit writes a batch of one record as a plain publish and the longer
