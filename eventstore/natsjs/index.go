@@ -458,18 +458,9 @@ func (s *Store) Heads(ctx context.Context, fn func(eventstore.Head) error) error
 		return fmt.Errorf("heads: %w", backendErr(ctx, err))
 	}
 	defer w.Stop()
+	defer context.AfterFunc(ctx, func() { w.Stop() })() // ends Updates
 	var deleted []error
-	for {
-		var e jetstream.KeyValueEntry
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("heads: %w", ctx.Err())
-		case got, open := <-w.Updates():
-			if !open {
-				return fmt.Errorf("heads: watcher stopped: %w", eventstore.ErrUnavailable)
-			}
-			e = got
-		}
+	for e := range w.Updates() {
 		if e == nil { // every key's last value has been delivered
 			return errors.Join(deleted...)
 		}
@@ -493,6 +484,10 @@ func (s *Store) Heads(ctx context.Context, fn func(eventstore.Head) error) error
 			return err
 		}
 	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("heads: %w", ctx.Err())
+	}
+	return fmt.Errorf("heads: watcher stopped: %w", eventstore.ErrUnavailable)
 }
 
 // Verify checks the chain of stream against its recorded head (see
