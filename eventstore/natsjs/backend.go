@@ -336,7 +336,6 @@ func (s *Store) commitBatches(ctx context.Context, batches []*eventstore.Batch) 
 	}
 	// No ack on the first message: the commit's answer covers the batch.
 	ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
-	var apiErr *jetstream.APIError
 	switch {
 	case err == nil:
 		seq := ack.Sequence - ack.BatchSize + 1
@@ -346,11 +345,11 @@ func (s *Store) commitBatches(ctx context.Context, batches []*eventstore.Batch) 
 				seq++
 			}
 		}
-	case len(batches) > 1 && errors.As(err, &apiErr):
+	case len(batches) > 1 && apiCode(err) != 0:
 		for k := range batches {
 			errs[k] = s.commitBatches(ctx, batches[k:k+1])[0]
 		}
-	case errors.As(err, &apiErr) && apiErr.ErrorCode == codeDupMsgInBatch:
+	case apiCode(err) == codeDupMsgInBatch:
 		errs[0] = &eventstore.TakenError{}
 	default:
 		for k := range errs {
@@ -420,14 +419,20 @@ func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record) (bool, er
 // classify sorts a failed commit into ErrConflict (lost a race, server
 // busy: the engine looks again), ErrTooLarge and the rest.
 func classify(ctx context.Context, err error) error {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode {
-		case codeWrongLastSeq, codeWrongLastSeqConst, codeDupMsgInProcess, codeBatchIncomplete, codeTooManyBatches:
-			return fmt.Errorf("%w: %w", eventstore.ErrConflict, err)
-		case codeMsgTooLarge, codeBatchTooLarge:
-			return fmt.Errorf("%w: %w", eventstore.ErrTooLarge, err)
-		}
+	switch apiCode(err) {
+	case codeWrongLastSeq, codeWrongLastSeqConst, codeDupMsgInProcess, codeBatchIncomplete, codeTooManyBatches:
+		return fmt.Errorf("%w: %w", eventstore.ErrConflict, err)
+	case codeMsgTooLarge, codeBatchTooLarge:
+		return fmt.Errorf("%w: %w", eventstore.ErrTooLarge, err)
 	}
 	return backendErr(ctx, err)
+}
+
+// apiCode is the JetStream error code err carries, 0 when none.
+func apiCode(err error) jetstream.ErrorCode {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode
+	}
+	return 0
 }

@@ -536,8 +536,8 @@ func (s *Store) saveCheckpoint(ctx context.Context, done uint64) error {
 }
 
 func isWrongLastSeq(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == codeWrongLastSeq || apiErr.ErrorCode == codeWrongLastSeqConst)
+	code := apiCode(err)
+	return code == codeWrongLastSeq || code == codeWrongLastSeqConst
 }
 
 // RegisterMetrics exposes the indexer's counters: conflicts mean an id was

@@ -412,13 +412,10 @@ func backendErr(ctx context.Context, err error) error {
 		errors.Is(err, jetstream.ErrConnectionClosed):
 		return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
 	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode {
-		case codeClusterIncomplete, codeClusterNotActive, codeClusterNotAvail, codeClusterNotLeader,
-			codeStreamOffline, codeStreamOfflineReason, codeTooManyRequests:
-			return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
-		}
+	switch apiCode(err) {
+	case codeClusterIncomplete, codeClusterNotActive, codeClusterNotAvail, codeClusterNotLeader,
+		codeStreamOffline, codeStreamOfflineReason, codeTooManyRequests:
+		return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
 	}
 	return err
 }
