@@ -75,10 +75,9 @@ type EngineConfig struct {
 	// AttemptTimeout bounds one commit (default 5s); AppendTimeout an
 	// Append whose context has no deadline (default 30s).
 	AttemptTimeout, AppendTimeout time.Duration
-	// Optimistic, when it returns true, skips the id look-up on an
-	// append's first attempt: the backend's Commit refuses recorded ids
-	// with a *TakenError by itself.
-	Optimistic func() bool
+	// Optimistic skips the id look-up on an append's first attempt: the
+	// backend's Commit refuses recorded ids with a *TakenError by itself.
+	Optimistic bool
 }
 
 // maxAttempts bounds retries after a lost race or a busy backend.
@@ -381,12 +380,11 @@ func (e *Engine) group() []*work {
 func (e *Engine) commit(g []*work) {
 	qs := make([]Query, len(g))
 	ask := false
-	optimistic := e.cfg.Optimistic != nil && e.cfg.Optimistic()
 	for i, w := range g {
 		q := Query{Stream: w.batch.Stream}
 		head, cached := e.heads.Get(w.batch.Stream)
 		for _, p := range w.parts {
-			if p.lookup || !optimistic {
+			if p.lookup || !e.cfg.Optimistic {
 				for _, ev := range p.events {
 					q.IDs = append(q.IDs, ev.ID)
 				}

@@ -1,16 +1,16 @@
-// Package esdb is the EventStoreDB / KurrentDB adapter of eventstore.Store.
+// Package esdb is the KurrentDB (formerly EventStoreDB) adapter of
+// eventstore.Store.
 //
 // One server stream per target (StreamPrefix + target id), appended with the
 // server's expected-revision check so that the hash chain never forks; the
 // global position is the server's $all commit position; Subscribe follows
 // $all with a server-side stream-prefix filter. Event ids are kept unique
 // across the store by one id-index stream per event id, written in the same
-// multi-stream append as the events when the server has that (KurrentDB
-// 25.1+), after them otherwise (see Append).
+// multi-stream append as the events (see backend).
 //
-// Server: EventStoreDB 22.10 or newer (stream reads carry $all positions
-// from 22.6 on); KurrentDB 25.1+ for atomic id-index entries. Subscribe
-// reads $all, which by default only $admins and $ops may do.
+// Server: KurrentDB 25.1 or later, the first with multi-stream append; Open
+// refuses older ones. Subscribe reads $all, which by default only $admins
+// and $ops may do.
 package esdb
 
 import (
@@ -22,7 +22,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
@@ -45,13 +44,6 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// multiAppend states: whether the server takes multi-stream appends.
-const (
-	multiUnknown int32 = iota
-	multiYes
-	multiNo
-)
-
 // Store is an eventstore.Store on EventStoreDB / KurrentDB: the shared
 // append engine over this package's backend.
 type Store struct {
@@ -60,12 +52,12 @@ type Store struct {
 	prefix   string
 	idPrefix string
 	log      *slog.Logger
-	multi    atomic.Int32 // multiUnknown, multiYes or multiNo
 }
 
 var _ eventstore.Store = (*Store)(nil)
 
-// Open connects to the server and checks that it answers.
+// Open connects to the server and checks that it answers and has
+// multi-stream append.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	conn, err := connectionString(cfg.URL)
 	if err != nil {
@@ -93,7 +85,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open esdb %s: %w", redact(conn), err)
 	}
 	s := newStore(client, prefix, log)
-	if err := s.Ping(ctx); err != nil {
+	err = s.Ping(ctx)
+	if err == nil {
+		err = s.checkVersion(ctx)
+	}
+	if err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("open esdb %s: %w", redact(conn), err)
 	}
@@ -105,7 +101,7 @@ func newStore(client *kurrentdb.Client, prefix string, log *slog.Logger) *Store 
 	s.Engine = eventstore.NewEngine(backend{s}, eventstore.EngineConfig{
 		AppendTimeout: opTimeout,
 		// A multi-stream append refuses recorded ids by itself.
-		Optimistic: func() bool { return s.multi.Load() != multiNo },
+		Optimistic: true,
 	})
 	return s
 }
@@ -139,6 +135,20 @@ func (s *Store) Ping(ctx context.Context) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
+}
+
+// checkVersion refuses a server without multi-stream append, on which
+// event ids could not be kept unique.
+func (s *Store) checkVersion(ctx context.Context) error {
+	v, err := s.client.GetServerVersion()
+	if err != nil {
+		return translate(ctx, "server version", err)
+	}
+	if !v.IsAtLeast(25, 1, 0) {
+		return fmt.Errorf("%w: server version %d.%d.%d (0.0.0: too old to say) has no multi-stream append: needs KurrentDB 25.1 or later",
+			eventstore.ErrInvalid, v.Major, v.Minor, v.Patch)
+	}
+	return nil
 }
 
 // connectionString checks the scheme of a connection string. The client
