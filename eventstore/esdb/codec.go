@@ -3,7 +3,6 @@ package esdb
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -80,7 +79,7 @@ func toRecord(prefix string, ev *kurrentdb.RecordedEvent) eventstore.Record {
 		Type:       ev.EventType,
 		Stream:     strings.TrimPrefix(ev.StreamID, prefix),
 		Revision:   ev.EventNumber,
-		Position:   recordPosition(ev.Position),
+		Position:   ev.Position.Commit,
 		RecordedAt: ev.CreatedDate.UTC(),
 		Data:       ev.Data,
 	}
@@ -97,15 +96,6 @@ func chainForm(v int) string {
 		return ""
 	}
 	return strconv.Itoa(v)
-}
-
-// recordPosition is the $all commit position of an event; 0 when the server
-// did not send one (stream reads before EventStoreDB 22.6 send the max value).
-func recordPosition(p kurrentdb.Position) uint64 {
-	if p.Commit == math.MaxUint64 {
-		return 0
-	}
-	return p.Commit
 }
 
 // indexEntry is the data of the one event of an id-index stream: where the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
 	"google.golang.org/grpc/codes"
@@ -65,11 +64,8 @@ func sentinelOf(err error) error {
 		return eventstore.ErrUnavailable
 	case codes.NotFound:
 		return eventstore.ErrNotFound
-	case codes.InvalidArgument, codes.ResourceExhausted:
-		// The v1 append reports the server's MaxAppendSize this way.
-		if strings.Contains(strings.ToLower(st.Message()), "maximum append size") || st.Code() == codes.ResourceExhausted {
-			return eventstore.ErrTooLarge
-		}
+	case codes.ResourceExhausted:
+		return eventstore.ErrTooLarge
 	}
 	return nil
 }
