@@ -38,22 +38,14 @@ func sentinelFor(code kurrentdb.ErrorCode) error {
 }
 
 // sentinelOf finds the store sentinel for any error the client returns:
-// its own *Error, the typed details it wraps, or a bare gRPC status.
+// by its *Error's code (the client wraps typed details such as
+// *StreamRevisionConflictError in an *Error of the matching code), else by
+// the gRPC status it carries.
 func sentinelOf(err error) error {
-	var kerr *kurrentdb.Error
-	if errors.As(err, &kerr) {
+	if kerr, ok := errors.AsType[*kurrentdb.Error](err); ok {
 		if s := sentinelFor(kerr.Code()); s != nil {
 			return s
 		}
-	}
-	var conflict *kurrentdb.StreamRevisionConflictError
-	if errors.As(err, &conflict) {
-		return eventstore.ErrConflict
-	}
-	var record *kurrentdb.AppendRecordSizeExceededError
-	var txn *kurrentdb.AppendTransactionSizeExceededError
-	if errors.As(err, &record) || errors.As(err, &txn) {
-		return eventstore.ErrTooLarge
 	}
 	st, ok := status.FromError(err)
 	if !ok {
