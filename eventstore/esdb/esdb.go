@@ -19,7 +19,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"unicode/utf8"
@@ -117,19 +116,9 @@ func (s *Store) Close() error {
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	rs, err := s.client.ReadStream(ctx, s.idPrefix+"ping", kurrentdb.ReadStreamOptions{
-		Direction: kurrentdb.Backwards, From: kurrentdb.End{},
-	}, 1)
-	if err == nil {
-		defer rs.Close()
-		_, err = rs.Recv()
-	}
-	if err == nil || errors.Is(err, io.EOF) {
-		return nil
-	}
-	err = translate(ctx, "ping", err)
+	_, err := s.readStream(ctx, s.idPrefix+"ping", kurrentdb.Backwards, kurrentdb.End{}, 1)
 	switch {
-	case errors.Is(err, eventstore.ErrNotFound):
+	case err == nil || errors.Is(err, eventstore.ErrNotFound):
 		return nil
 	case errors.Is(err, eventstore.ErrUnavailable) || ctx.Err() != nil:
 		return err
