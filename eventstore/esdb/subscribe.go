@@ -1,6 +1,7 @@
 package esdb
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,12 +62,8 @@ func (s *Store) subscribe(ctx context.Context, after uint64, h eventstore.Handle
 			delay = minResubscribeDelay
 		}
 		s.log.Warn("esdb: subscription dropped, resubscribing", "after", last, "in", delay, "err", err)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := eventstore.Sleep(ctx, delay); err != nil {
+			return err
 		}
 		delay = min(2*delay, maxResubscribeDelay)
 	}
@@ -117,19 +114,31 @@ func (s *Store) subscribeOnce(ctx context.Context, from kurrentdb.AllPosition, l
 	}
 
 	// Recv blocks per event; a reader goroutine lets the loop below see
-	// what has already arrived and hand it over as one batch.
-	events := make(chan *kurrentdb.SubscriptionEvent, maxBatch)
+	// what has already arrived and hand it over as one batch. It sends our
+	// new records, then why the subscription dropped.
+	recs := make(chan eventstore.Record, maxBatch)
+	dropped := make(chan error, 1)
 	stop := make(chan struct{})
+	seen := *last // the reader's own copy: the loop below moves last
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
 			ev := sub.Recv()
-			select {
-			case events <- ev:
-			case <-stop:
+			if d := ev.SubscriptionDropped; d != nil {
+				dropped <- cmp.Or(d.Error, errors.New("subscription dropped"))
 				return
 			}
-			if ev.SubscriptionDropped != nil {
+			if ev.EventAppeared == nil || ev.EventAppeared.Event == nil {
+				continue // checkpoints and the like
+			}
+			rec, ok := s.subscribedRecord(ev.EventAppeared.Event, seen)
+			if !ok {
+				continue
+			}
+			seen = rec.Position
+			select {
+			case recs <- rec:
+			case <-stop:
 				return
 			}
 		}
@@ -141,68 +150,42 @@ func (s *Store) subscribeOnce(ctx context.Context, from kurrentdb.AllPosition, l
 	}()
 
 	for {
-		var ev *kurrentdb.SubscriptionEvent
+		var batch []eventstore.Record
 		select {
-		case ev = <-events:
+		case rec := <-recs:
+			batch = append(batch, rec)
+		case err := <-dropped:
+			// Records still buffered are read again after last.
+			return progressed, err
 		case <-ctx.Done():
 			return progressed, ctx.Err()
 		}
-		var batch []eventstore.Record
-		var dropped error
-		take := func(ev *kurrentdb.SubscriptionEvent) {
-			switch {
-			case ev.EventAppeared != nil && ev.EventAppeared.Event != nil:
-				rec, ok := s.subscribedRecord(ev.EventAppeared.Event, *last, batch)
-				if ok {
-					batch = append(batch, rec)
-				}
-			case ev.CheckPointReached != nil:
-				s.log.Debug("esdb: subscription checkpoint", "commit", ev.CheckPointReached.Commit)
-			case ev.SubscriptionDropped != nil:
-				dropped = ev.SubscriptionDropped.Error
-				if dropped == nil {
-					dropped = errors.New("subscription dropped")
-				}
-			}
-		}
-		take(ev)
 	drain:
-		for dropped == nil && len(batch) < maxBatch {
+		for len(batch) < maxBatch {
 			select {
-			case ev = <-events:
-				take(ev)
+			case rec := <-recs:
+				batch = append(batch, rec)
 			default:
 				break drain
 			}
 		}
-		if len(batch) > 0 {
-			if err := h(ctx, batch); err != nil {
-				return progressed, &handlerError{err: err}
-			}
-			*last = batch[len(batch)-1].Position
-			progressed = true
+		if err := h(ctx, batch); err != nil {
+			return progressed, &handlerError{err: err}
 		}
-		if dropped != nil {
-			return progressed, dropped
-		}
+		*last = batch[len(batch)-1].Position
+		progressed = true
 	}
 }
 
 // subscribedRecord maps an event of the subscription, leaving out server
 // events ("$" types such as stream tombstones) and anything at or below
-// what was already handed over.
-func (s *Store) subscribedRecord(ev *kurrentdb.RecordedEvent, last uint64, batch []eventstore.Record) (eventstore.Record, bool) {
+// the last record passed on.
+func (s *Store) subscribedRecord(ev *kurrentdb.RecordedEvent, last uint64) (eventstore.Record, bool) {
 	if strings.HasPrefix(ev.EventType, "$") || !strings.HasPrefix(ev.StreamID, s.prefix) {
 		return eventstore.Record{}, false
 	}
 	rec := toRecord(s.prefix, ev)
-	if len(batch) > 0 {
-		last = batch[len(batch)-1].Position
-	}
-	if rec.Position <= last {
-		return eventstore.Record{}, false
-	}
-	return rec, true
+	return rec, rec.Position > last
 }
 
 // resubscribable tells a drop that may pass (resubscribe) from one that
