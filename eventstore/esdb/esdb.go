@@ -58,7 +58,7 @@ var _ eventstore.Store = (*Store)(nil)
 // Open connects to the server and checks that it answers and has
 // multi-stream append.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	conn, err := connectionString(cfg.URL)
+	conf, err := parseConfig(cfg.URL)
 	if err != nil {
 		return nil, err
 	}
@@ -73,15 +73,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if strings.HasPrefix(prefix, "$") || !utf8.ValidString(prefix) {
 		return nil, fmt.Errorf("open esdb: %w: stream prefix %q: want UTF-8 not starting with $ (the server's own streams)", eventstore.ErrInvalid, prefix)
 	}
-	conf, err := kurrentdb.ParseConnectionString(conn)
-	if err != nil {
-		// The client's message can echo the password; ours does not.
-		return nil, fmt.Errorf("open esdb: %w: connection string: %s", eventstore.ErrInvalid, redact(conn))
-	}
 	conf.Logger = clientLogger(log)
 	client, err := kurrentdb.NewClient(conf)
 	if err != nil {
-		return nil, fmt.Errorf("open esdb %s: %w", redact(conn), err)
+		return nil, fmt.Errorf("open esdb %s: %w", redact(cfg.URL), err)
 	}
 	s := newStore(client, prefix, log)
 	err = s.Ping(ctx)
@@ -90,7 +85,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if err != nil {
 		_ = s.Close()
-		return nil, fmt.Errorf("open esdb %s: %w", redact(conn), err)
+		return nil, fmt.Errorf("open esdb %s: %w", redact(cfg.URL), err)
 	}
 	return s, nil
 }
@@ -140,24 +135,16 @@ func (s *Store) checkVersion(ctx context.Context) error {
 	return nil
 }
 
-// connectionString checks the scheme of a connection string. The client
-// takes esdb:// as well as kurrentdb:// (and their +discover forms), so
-// nothing is rewritten; anything else is refused before it reaches the
-// client, whose errors are vaguer.
-func connectionString(raw string) (string, error) {
-	raw = strings.TrimSpace(raw)
-	if raw == "" {
-		return "", fmt.Errorf("%w: esdb URL is empty (want esdb://host:2113?tls=false)", eventstore.ErrInvalid)
+// parseConfig parses a connection string. The client takes the schemes
+// esdb, kurrentdb, kurrent and kdb, each optionally +discover.
+func parseConfig(conn string) (*kurrentdb.Configuration, error) {
+	conf, err := kurrentdb.ParseConnectionString(strings.TrimSpace(conn))
+	if err != nil {
+		// The client's message can echo the password; ours does not.
+		return nil, fmt.Errorf("open esdb: %w: connection string %q: want esdb://host:2113?tls=false or kurrentdb://… (schemes esdb, kurrentdb, kurrent, kdb, each optionally +discover)",
+			eventstore.ErrInvalid, redact(conn))
 	}
-	scheme, _, ok := strings.Cut(raw, "://")
-	if !ok {
-		return "", fmt.Errorf("%w: esdb URL %q has no scheme (want esdb:// or kurrentdb://)", eventstore.ErrInvalid, redact(raw))
-	}
-	switch strings.TrimSuffix(strings.ToLower(scheme), "+discover") {
-	case "esdb", "kurrentdb", "kurrent", "kdb":
-		return raw, nil
-	}
-	return "", fmt.Errorf("%w: esdb URL scheme %q is not one of esdb, kurrentdb, kurrent, kdb (optionally +discover)", eventstore.ErrInvalid, scheme)
+	return conf, nil
 }
 
 // redact hides the password of a connection string for messages and logs.
