@@ -61,11 +61,7 @@ func (b backend) Commit(ctx context.Context, batches []*eventstore.Batch) []erro
 func (b backend) Read(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.Record, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	recs, err := b.s.readStream(ctx, b.s.streamName(stream), kurrentdb.Forwards, kurrentdb.Revision(from), limit)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", stream, err)
-	}
-	return recs, nil
+	return b.s.readStream(ctx, b.s.streamName(stream), kurrentdb.Forwards, kurrentdb.Revision(from), limit)
 }
 
 func (b backend) Subscribe(ctx context.Context, after uint64, h eventstore.Handler) error {

@@ -86,14 +86,9 @@ func (s *Store) startPosition(ctx context.Context, after, last uint64) (kurrentd
 		return pos, nil // the position of a record handed over
 	}
 	rs, err := s.client.ReadAll(ctx, kurrentdb.ReadAllOptions{From: pos}, 1)
-	if err == nil {
-		defer rs.Close()
-		_, err = rs.Recv()
-	}
-	if err == nil || isEOF(err) {
+	if _, err = s.collect(ctx, "check $all position", rs, err, 1); err == nil {
 		return pos, nil
 	}
-	err = translate(ctx, "check $all position", err)
 	if ctx.Err() != nil || errors.Is(err, eventstore.ErrUnavailable) {
 		return nil, err
 	}
