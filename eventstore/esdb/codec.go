@@ -45,7 +45,7 @@ type eventMeta struct {
 	Revision string `json:"revision"`
 	PrevHash string `json:"prevHash"`
 	Hash     string `json:"hash"`
-	Chain    string `json:"chain,omitempty"` // the chain form; none is v1
+	Chain    string `json:"chain,omitempty"` // the chain form; none (older records) is v1
 }
 
 // toEventData maps a sealed record to what the client writes.
@@ -55,7 +55,7 @@ func toEventData(rec eventstore.Record) kurrentdb.EventData {
 		Revision: strconv.FormatUint(rec.Revision, 10),
 		PrevHash: rec.PrevHash,
 		Hash:     rec.Hash,
-		Chain:    chainForm(rec.Version),
+		Chain:    strconv.Itoa(rec.Version),
 	})
 	ct := kurrentdb.ContentTypeBinary
 	if json.Valid(rec.Data) {
@@ -89,13 +89,6 @@ func toRecord(prefix string, ev *kurrentdb.RecordedEvent) eventstore.Record {
 		rec.Version, _ = strconv.Atoi(meta.Chain) // none or unreadable: v1, which then fails to verify
 	}
 	return rec
-}
-
-func chainForm(v int) string {
-	if v < eventstore.ChainV2 {
-		return ""
-	}
-	return strconv.Itoa(v)
 }
 
 // indexEntry is the data of the one event of an id-index stream: where the
