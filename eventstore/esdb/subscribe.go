@@ -24,11 +24,6 @@ const (
 	maxResubscribeDelay = 10 * time.Second
 )
 
-// handlerError carries the Handler's own error out of the receive loop.
-type handlerError struct{ err error }
-
-func (e *handlerError) Error() string { return e.err.Error() }
-
 // subscribe follows $all from position after, filtered on the server to
 // streams with our prefix (index streams have another prefix). Events that
 // arrive together are handed over as one batch. When the subscription
@@ -44,13 +39,14 @@ func (s *Store) subscribe(ctx context.Context, after uint64, h eventstore.Handle
 	last := after
 	delay := minResubscribeDelay
 	for {
+		prev := last
 		from, err := s.startPosition(ctx, after, last)
-		var progressed bool
+		var herr error
 		if err == nil {
-			progressed, err = s.subscribeOnce(ctx, from, &last, h)
+			herr, err = s.subscribeOnce(ctx, from, &last, h)
 		}
-		if herr, ok := errors.AsType[*handlerError](err); ok {
-			return herr.err
+		if herr != nil {
+			return herr
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -58,7 +54,7 @@ func (s *Store) subscribe(ctx context.Context, after uint64, h eventstore.Handle
 		if !resubscribable(err) {
 			return fmt.Errorf("subscribe after %d: %w", last, err)
 		}
-		if progressed {
+		if last != prev {
 			delay = minResubscribeDelay
 		}
 		s.log.Warn("esdb: subscription dropped, resubscribing", "after", last, "in", delay, "err", err)
@@ -96,16 +92,17 @@ func (s *Store) startPosition(ctx context.Context, after, last uint64) (kurrentd
 	return kurrentdb.Start{}, nil
 }
 
-// subscribeOnce runs one server subscription until it drops, ctx ends or
-// h fails. last is the position of the last record handed to h.
-func (s *Store) subscribeOnce(ctx context.Context, from kurrentdb.AllPosition, last *uint64, h eventstore.Handler) (progressed bool, err error) {
+// subscribeOnce runs one server subscription until it drops (err), ctx
+// ends (err) or h fails (herr). last is the position of the last record
+// handed to h.
+func (s *Store) subscribeOnce(ctx context.Context, from kurrentdb.AllPosition, last *uint64, h eventstore.Handler) (herr, err error) {
 	opts := kurrentdb.SubscribeToAllOptions{
 		From:   from,
 		Filter: &kurrentdb.SubscriptionFilter{Type: kurrentdb.StreamFilterType, Prefixes: []string{s.prefix}},
 	}
 	sub, err := s.client.SubscribeToAll(ctx, opts)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 
 	// Recv blocks per event; a reader goroutine lets the loop below see
@@ -151,9 +148,9 @@ func (s *Store) subscribeOnce(ctx context.Context, from kurrentdb.AllPosition, l
 			batch = append(batch, rec)
 		case err := <-dropped:
 			// Records still buffered are read again after last.
-			return progressed, err
+			return nil, err
 		case <-ctx.Done():
-			return progressed, ctx.Err()
+			return nil, ctx.Err()
 		}
 	drain:
 		for len(batch) < maxBatch {
@@ -165,10 +162,9 @@ func (s *Store) subscribeOnce(ctx context.Context, from kurrentdb.AllPosition, l
 			}
 		}
 		if err := h(ctx, batch); err != nil {
-			return progressed, &handlerError{err: err}
+			return err, nil
 		}
 		*last = batch[len(batch)-1].Position
-		progressed = true
 	}
 }
 
