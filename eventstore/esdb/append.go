@@ -54,18 +54,10 @@ func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.
 	return out, err
 }
 
-func (b backend) Commit(ctx context.Context, batches []*eventstore.Batch) []error {
-	return b.s.commit(ctx, batches)
-}
-
 func (b backend) Read(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.Record, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	return b.s.readStream(ctx, b.s.streamName(stream), kurrentdb.Forwards, kurrentdb.Revision(from), limit)
-}
-
-func (b backend) Subscribe(ctx context.Context, after uint64, h eventstore.Handler) error {
-	return b.s.subscribe(ctx, after, h)
 }
 
 // find reads a stream's last record when asked and looks ids up.
@@ -88,17 +80,18 @@ func (s *Store) find(ctx context.Context, q eventstore.Query) (eventstore.Found,
 	return f, err
 }
 
-// commit writes a group, all its batches and their index entries, in one
+// Commit writes a group, all its batches and their index entries, in one
 // multi-stream append. A shared write that fails is made again batch by
 // batch, so each gets its own answer. Then the written events are read
 // back for their positions and times, which the server assigns.
-func (s *Store) commit(ctx context.Context, batches []*eventstore.Batch) []error {
+func (b backend) Commit(ctx context.Context, batches []*eventstore.Batch) []error {
+	s := b.s
 	errs := make([]error, len(batches))
 	err := s.writeMulti(ctx, batches)
 	switch {
 	case err != nil && len(batches) > 1:
 		for i := range batches {
-			errs[i] = s.commit(ctx, batches[i:i+1])[0]
+			errs[i] = b.Commit(ctx, batches[i:i+1])[0]
 		}
 		return errs
 	case errors.Is(err, eventstore.ErrConflict) && conflictStream(err) != s.streamName(batches[0].Stream):

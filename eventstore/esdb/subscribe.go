@@ -24,7 +24,7 @@ const (
 	maxResubscribeDelay = 10 * time.Second
 )
 
-// subscribe follows $all from position after, filtered on the server to
+// Subscribe follows $all from position after, filtered on the server to
 // streams with our prefix (index streams have another prefix). Events that
 // arrive together are handed over as one batch. When the subscription
 // drops for a reason that can pass (server restart, leader change, network),
@@ -35,7 +35,8 @@ const (
 // not resumed from: several server versions sent checkpoints from which a
 // resubscription skips an event, so a resubscription starts after the last
 // record delivered and re-scans the other streams' events since then.
-func (s *Store) subscribe(ctx context.Context, after uint64, h eventstore.Handler) error {
+func (b backend) Subscribe(ctx context.Context, after uint64, h eventstore.Handler) error {
+	s := b.s
 	last := after
 	delay := minResubscribeDelay
 	for {
