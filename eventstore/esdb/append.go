@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
@@ -127,32 +128,33 @@ func (s *Store) readBack(ctx context.Context, b *eventstore.Batch) error {
 // writeMulti writes the batches and one index stream per event id in one
 // atomic multi-stream append.
 func (s *Store) writeMulti(ctx context.Context, batches []*eventstore.Batch) error {
-	var reqs []kurrentdb.AppendStreamRequest
+	var reqs, index []kurrentdb.AppendStreamRequest
 	for _, b := range batches {
 		events := make([]kurrentdb.EventData, len(b.Records))
 		for i, r := range b.Records {
 			events[i] = toEventData(r)
-		}
-		reqs = append(reqs, kurrentdb.AppendStreamRequest{
-			StreamName: s.streamName(b.Stream), Events: slices.Values(events), ExpectedStreamState: streamState(b.Prev),
-		})
-	}
-	for _, b := range batches {
-		for _, r := range b.Records {
-			reqs = append(reqs, kurrentdb.AppendStreamRequest{
+			index = append(index, kurrentdb.AppendStreamRequest{
 				StreamName:          s.idStreamName(r.ID),
 				Events:              slices.Values([]kurrentdb.EventData{toIndexEventData(r)}),
 				ExpectedStreamState: kurrentdb.NoStream{},
 			})
 		}
+		state := kurrentdb.StreamState(kurrentdb.NoStream{})
+		if b.Prev != nil {
+			state = kurrentdb.StreamRevision{Value: b.Prev.Revision}
+		}
+		reqs = append(reqs, kurrentdb.AppendStreamRequest{
+			StreamName: s.streamName(b.Stream), Events: slices.Values(events), ExpectedStreamState: state,
+		})
 	}
-	_, err := s.client.MultiStreamAppend(ctx, slices.Values(reqs))
+	_, err := s.client.MultiStreamAppend(ctx, slices.Values(append(reqs, index...)))
 	return translate(ctx, "multi-stream append", err)
 }
 
 // lookupIDs finds where ids are recorded, reading their index streams.
 func (s *Store) lookupIDs(ctx context.Context, ids []string) (map[string]eventstore.Record, error) {
-	recs := make([]*eventstore.Record, len(ids))
+	found := make(map[string]eventstore.Record)
+	var mu sync.Mutex
 	err := forEach(ctx, len(ids), func(ctx context.Context, i int) error {
 		idx, err := s.readStream(ctx, s.idStreamName(ids[i]), kurrentdb.Forwards, kurrentdb.Start{}, 1)
 		if errors.Is(err, eventstore.ErrNotFound) || err == nil && len(idx) == 0 {
@@ -172,19 +174,12 @@ func (s *Store) lookupIDs(ctx context.Context, ids []string) (map[string]eventst
 		if len(got) == 0 || got[0].ID != ids[i] {
 			return fmt.Errorf("id index of %q points at %s revision %d, which does not hold it", ids[i], entry.Stream, entry.Revision)
 		}
-		recs[i] = &got[0]
+		mu.Lock()
+		defer mu.Unlock()
+		found[ids[i]] = got[0]
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	found := make(map[string]eventstore.Record)
-	for i, r := range recs {
-		if r != nil {
-			found[ids[i]] = *r
-		}
-	}
-	return found, nil
+	return found, err
 }
 
 // forEach runs f for 0..n-1 with bounded parallelism and returns the first
@@ -196,11 +191,4 @@ func forEach(ctx context.Context, n int, f func(ctx context.Context, i int) erro
 		g.Go(func() error { return f(ctx, i) })
 	}
 	return g.Wait()
-}
-
-func streamState(head *eventstore.Head) kurrentdb.StreamState {
-	if head == nil {
-		return kurrentdb.NoStream{}
-	}
-	return kurrentdb.StreamRevision{Value: head.Revision}
 }
