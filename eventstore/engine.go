@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,19 +178,16 @@ func (e *Engine) Append(ctx context.Context, stream string, expected ExpectedRev
 	}
 	// An id repeated within the call with the same content is one event.
 	var uniq []Event
-	slot := make([]int, len(events)) // events[i] is uniq[slot[i]]
-	first := make(map[string]int, len(events))
+	first := make(map[string]int, len(events)) // id → its event in uniq
 	size := 0
-	for i, ev := range events {
+	for _, ev := range events {
 		if j, ok := first[ev.ID]; ok {
 			if !sameContent(uniq[j], ev) {
 				return AppendResult{}, fmt.Errorf("append %s: event %s given twice with different content: %w", stream, ev.ID, ErrDuplicateID)
 			}
-			slot[i] = j
 			continue
 		}
 		first[ev.ID] = len(uniq)
-		slot[i] = len(uniq)
 		uniq = append(uniq, ev)
 		size += len(ev.Data) + len(ev.ID) + len(ev.Type) + 256
 	}
@@ -204,8 +202,8 @@ func (e *Engine) Append(ctx context.Context, stream string, expected ExpectedRev
 		r := e.attempt(p)
 		if r.err == nil {
 			out := AppendResult{Records: make([]Record, len(events)), Appended: r.appended}
-			for i := range events {
-				out.Records[i] = r.recs[slot[i]]
+			for i, ev := range events {
+				out.Records[i] = r.recs[first[ev.ID]]
 			}
 			return out, nil
 		}
@@ -394,9 +392,7 @@ func (e *Engine) commit(g []*work) {
 			cached = cached && holds(p.expected, &head)
 		}
 		q.Tail = !cached
-		if !cached {
-			w.batch.Prev = nil
-		} else {
+		if cached {
 			w.batch.Prev = &head
 		}
 		ask = ask || q.Tail || len(q.IDs) > 0
@@ -415,12 +411,9 @@ func (e *Engine) commit(g []*work) {
 	var batches []*Batch
 	var live []*work
 	for i, w := range g {
-		if qs[i].Tail {
-			w.batch.Prev = nil
-			if t := found[i].Tail; t != nil {
-				w.batch.Prev = &Head{Stream: t.Stream, Revision: t.Revision, Hash: t.Hash, Position: t.Position}
-				e.heads.Put(w.batch.Stream, *w.batch.Prev)
-			}
+		if t := found[i].Tail; qs[i].Tail && t != nil {
+			w.batch.Prev = &Head{Stream: t.Stream, Revision: t.Revision, Hash: t.Hash, Position: t.Position}
+			e.heads.Put(w.batch.Stream, *w.batch.Prev)
 		}
 		if e.seal(w, found[i]) {
 			batches = append(batches, &w.batch)
@@ -515,33 +508,20 @@ func (e *Engine) answer(w *work, err error) {
 		return
 	}
 	e.heads.Drop(w.batch.Stream)
-	var taken *TakenError
-	isTaken := errors.As(err, &taken)
+	taken, _ := errors.AsType[*TakenError](err)
 	if errors.Is(err, ErrConflict) {
 		err = fmt.Errorf("%w: %w", errRetry, err)
 	}
 	for _, s := range w.slots {
-		switch {
-		case len(w.slots) == 1 || errors.Is(err, ErrUnavailable) || errors.Is(err, errRetry):
+		// Of a refused shared batch, the append that holds the taken id
+		// gets the answer, and every other is made again on its own.
+		mine := taken != nil && slices.ContainsFunc(s.p.events, func(ev Event) bool { return ev.ID == taken.ID })
+		if len(w.slots) == 1 || mine || errors.Is(err, ErrUnavailable) || errors.Is(err, errRetry) {
 			s.p.done <- attemptResult{err: err}
-		case isTaken && taken.ID != "" && !s.has(taken.ID):
-			s.p.done <- attemptResult{err: errAgain}
-		case isTaken && taken.ID != "":
-			s.p.done <- attemptResult{err: err}
-		default:
-			// Each append of a refused shared batch gets its own answer.
+		} else {
 			s.p.done <- attemptResult{err: errAgain}
 		}
 	}
-}
-
-func (s slot) has(id string) bool {
-	for _, ev := range s.p.events {
-		if ev.ID == id {
-			return true
-		}
-	}
-	return false
 }
 
 // fail answers every part of a group with err.
@@ -621,9 +601,6 @@ func describeExpected(e ExpectedRevision) string {
 	}
 	return "revision " + strconv.FormatInt(int64(e), 10)
 }
-
-// Limits on event types, which backends carry in headers or metadata.
-const MaxEventTypeLen = 256
 
 // CheckStream refuses a stream name no adapter takes.
 func CheckStream(stream string) error {
