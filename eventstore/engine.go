@@ -89,6 +89,9 @@ const maxAttempts = 50
 // was busy, to be made again after a pause.
 var errAgain, errRetry = errors.New("try again"), errors.New("retry")
 
+// errClosed answers appends to a closed Engine; it is not retried.
+var errClosed = fmt.Errorf("%w: store closed", ErrUnavailable)
+
 // Engine appends through a Backend. Appends that arrive while a group is
 // being committed wait and are committed together as the next group: one
 // Find, one Commit, one head update per stream. A lone append waits for
@@ -150,7 +153,7 @@ func (e *Engine) Close() {
 	e.cond.Broadcast()
 	e.mu.Unlock()
 	for _, p := range q {
-		p.done <- attemptResult{err: fmt.Errorf("%w: store closed", ErrUnavailable)}
+		p.done <- attemptResult{err: errClosed}
 	}
 	e.wg.Wait()
 }
@@ -223,7 +226,7 @@ func (e *Engine) Append(ctx context.Context, stream string, expected ExpectedRev
 			}
 			wait = ConflictBackoff(attempt)
 			attempt++
-		case errors.Is(r.err, ErrUnavailable) && ctx.Err() == nil && !e.closed():
+		case errors.Is(r.err, ErrUnavailable) && ctx.Err() == nil && !errors.Is(r.err, errClosed):
 			// An election or a reconnect, over in seconds. Safe whatever
 			// expected is: an attempt that went in after all is found by
 			// its ids and its records returned.
@@ -250,18 +253,12 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-func (e *Engine) closed() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.stop
-}
-
 // attempt queues p and waits for its group's answer.
 func (e *Engine) attempt(p *pending) attemptResult {
 	e.mu.Lock()
 	if e.stop {
 		e.mu.Unlock()
-		return attemptResult{err: fmt.Errorf("%w: store closed", ErrUnavailable)}
+		return attemptResult{err: errClosed}
 	}
 	e.queue = append(e.queue, p)
 	e.cond.Signal()
@@ -377,7 +374,6 @@ func (e *Engine) group() []*work {
 // commit runs one group: one Find, sealing, one Commit, answers.
 func (e *Engine) commit(g []*work) {
 	qs := make([]Query, len(g))
-	ask := false
 	for i, w := range g {
 		q := Query{Stream: w.batch.Stream}
 		head, cached := e.heads.Get(w.batch.Stream)
@@ -395,13 +391,12 @@ func (e *Engine) commit(g []*work) {
 		if cached {
 			w.batch.Prev = &head
 		}
-		ask = ask || q.Tail || len(q.IDs) > 0
 		qs[i] = q
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.AttemptTimeout)
 	defer cancel()
 	found := make([]Found, len(g))
-	if ask {
+	if slices.ContainsFunc(qs, func(q Query) bool { return q.Tail || len(q.IDs) > 0 }) {
 		var err error
 		if found, err = e.b.Find(ctx, qs); err != nil {
 			e.fail(g, err)
@@ -640,13 +635,5 @@ func CheckAppend(stream string, expected ExpectedRevision, events []Event) error
 
 // headerSafe reports whether v survives a header unchanged.
 func headerSafe(v string) bool {
-	if !utf8.ValidString(v) || strings.TrimSpace(v) != v {
-		return false
-	}
-	for _, r := range v {
-		if unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
+	return utf8.ValidString(v) && strings.TrimSpace(v) == v && !strings.ContainsFunc(v, unicode.IsControl)
 }
