@@ -15,13 +15,50 @@ import (
 // deep nesting.
 func fastInput(b []byte, in *input) bool {
 	d := fast{b: b}
+	return d.input(in) && d.end()
+}
+
+// input reads the activity object at the cursor.
+func (d *fast) input(in *input) bool {
+	ok := d.members(func(key string) bool {
+		switch key {
+		case "id":
+			return d.strPtr(&in.ID)
+		case "targetId":
+			return d.strPtr(&in.TargetID)
+		case "type":
+			return d.strPtr(&in.Type)
+		case "targetType":
+			return d.strPtr(&in.TargetType)
+		case "createdAt":
+			return d.strPtr(&in.CreatedAt)
+		case "timetoLiveForRecord":
+			return d.intPtr(&in.TimeToLiveForRecord)
+		case "oldData":
+			return d.data(&in.OldData)
+		case "newData":
+			return d.data(&in.NewData)
+		case "authorDetails":
+			return d.author(&in.AuthorDetails)
+		case "sourceDomain":
+			return d.opt(&in.SourceDomain)
+		}
+		return false
+	})
+	in.compacted = ok
+	return ok
+}
+
+// members reads the object at the cursor, calling member with the cursor
+// on each key's value; member reads the value and reports success.
+func (d *fast) members(member func(key string) bool) bool {
 	d.ws()
 	if !d.byte('{') {
 		return false
 	}
 	d.ws()
 	if d.byte('}') {
-		return d.end()
+		return true
 	}
 	for {
 		d.ws()
@@ -34,37 +71,12 @@ func fastInput(b []byte, in *input) bool {
 			return false
 		}
 		d.ws()
-		switch key {
-		case "id":
-			ok = d.strPtr(&in.ID)
-		case "targetId":
-			ok = d.strPtr(&in.TargetID)
-		case "type":
-			ok = d.strPtr(&in.Type)
-		case "targetType":
-			ok = d.strPtr(&in.TargetType)
-		case "createdAt":
-			ok = d.strPtr(&in.CreatedAt)
-		case "timetoLiveForRecord":
-			ok = d.intPtr(&in.TimeToLiveForRecord)
-		case "oldData":
-			ok = d.data(&in.OldData)
-		case "newData":
-			ok = d.data(&in.NewData)
-		case "authorDetails":
-			ok = d.author(&in.AuthorDetails)
-		case "sourceDomain":
-			ok = d.opt(&in.SourceDomain)
-		default:
-			return false
-		}
-		if !ok {
+		if !member(key) {
 			return false
 		}
 		d.ws()
 		if d.byte('}') {
-			in.compacted = true
-			return d.end()
+			return true
 		}
 		if !d.byte(',') {
 			return false
@@ -175,47 +187,20 @@ func (d *fast) author(p **authorInput) bool {
 	}
 	a := &authorInput{}
 	*p = a
-	if !d.byte('{') {
-		return false
-	}
-	d.ws()
-	if d.byte('}') {
-		return true
-	}
-	for {
-		d.ws()
-		key, ok := d.str()
-		if !ok {
-			return false
-		}
-		d.ws()
-		if !d.byte(':') {
-			return false
-		}
-		d.ws()
+	return d.members(func(key string) bool {
 		switch key {
 		case "fullName":
-			ok = d.opt(&a.FullName)
+			return d.opt(&a.FullName)
 		case "email":
-			ok = d.opt(&a.Email)
-		default:
-			return false
+			return d.opt(&a.Email)
 		}
-		if !ok {
-			return false
-		}
-		d.ws()
-		if d.byte('}') {
-			return true
-		}
-		if !d.byte(',') {
-			return false
-		}
-	}
+		return false
+	})
 }
 
 // data takes null or an object of at most MaxDataBytes as written, and
-// keeps it compacted (checkData's work); json.Compact validates it.
+// keeps it compacted (checkData's work): copied when compactValid,
+// else through json.Compact, which validates it.
 func (d *fast) data(m *json.RawMessage) bool {
 	if d.null() {
 		*m = nil
@@ -224,45 +209,32 @@ func (d *fast) data(m *json.RawMessage) bool {
 	if d.i >= len(d.b) || d.b[d.i] != '{' {
 		return false
 	}
-	end, ok := objectEnd(d.b, d.i)
-	if !ok || end-d.i > MaxDataBytes {
-		return false
-	}
-	if raw := d.b[d.i:end]; compactValid(raw, false) {
-		*m = bytes.Clone(raw)
-	} else {
-		buf := bytes.NewBuffer(make([]byte, 0, len(raw)))
-		if json.Compact(buf, raw) != nil {
+	if end, ok := compactValue(d.b, d.i, false, 0); ok {
+		if end-d.i > MaxDataBytes {
 			return false
 		}
-		*m = buf.Bytes()
+		*m = bytes.Clone(d.b[d.i:end])
+		d.i = end
+		return true
 	}
+	end, ok := valueEnd(d.b, d.i)
+	if !ok {
+		return false
+	}
+	for end > d.i && isSpace(d.b[end-1]) {
+		end--
+	}
+	raw := d.b[d.i:end]
+	if len(raw) > MaxDataBytes {
+		return false
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, len(raw)))
+	if json.Compact(buf, raw) != nil {
+		return false
+	}
+	*m = buf.Bytes()
 	d.i = end
 	return true
-}
-
-// objectEnd finds the end of the object starting at b[i] by its brackets,
-// outside strings; json.Compact checks the rest.
-func objectEnd(b []byte, i int) (int, bool) {
-	depth := 0
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			for i++; i < len(b) && b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					i++
-				}
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth == 0 {
-				return i + 1, true
-			}
-		}
-	}
-	return 0, false
 }
 
 // fastArray reads an array of 1–MaxBatch items with fastInput; false when
@@ -274,20 +246,11 @@ func fastArray(b []byte) ([]input, bool) {
 		return nil, false
 	}
 	ins := make([]input, 0, 16)
-	for {
-		d.ws()
-		if d.i >= len(d.b) || d.b[d.i] != '{' {
-			return nil, false
-		}
-		end, ok := objectEnd(d.b, d.i)
-		if !ok || len(ins) == MaxBatch {
-			return nil, false
-		}
+	for len(ins) < MaxBatch {
 		ins = append(ins, input{})
-		if !fastInput(d.b[d.i:end], &ins[len(ins)-1]) {
+		if !d.input(&ins[len(ins)-1]) {
 			return nil, false
 		}
-		d.i = end
 		d.ws()
 		if d.byte(']') {
 			return ins, d.end()
@@ -296,4 +259,5 @@ func fastArray(b []byte) ([]input, bool) {
 			return nil, false
 		}
 	}
+	return nil, false
 }
