@@ -120,7 +120,9 @@ func Expired(expires int64, now time.Time) bool {
 // MarshalJSON writes the activity in the API shape: createdAt in RFC 3339
 // UTC with a Z, absent data as null.
 func (a Activity) MarshalJSON() ([]byte, error) {
-	return a.appendJSON(make([]byte, 0, 256+len(a.OldData)+len(a.NewData)))
+	// 512: the keys and fixed fields of a typical activity, so that the
+	// buffer is allocated once.
+	return a.appendJSON(make([]byte, 0, 512+len(a.OldData)+len(a.NewData)))
 }
 
 // shownNulls are the marked fields still empty: those written as null.

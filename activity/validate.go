@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -100,6 +101,7 @@ type Validator struct {
 	targetTypes map[TargetType]bool
 	now         func() time.Time
 	newID       func() (string, error)
+	noFast      bool // encoding/json only: the test comparing the readers
 }
 
 // NewValidator builds a Validator; it rejects an unknown TargetIDFormat.
@@ -192,6 +194,8 @@ type input struct {
 	NewData             json.RawMessage `json:"newData"`
 	AuthorDetails       *authorInput    `json:"authorDetails"`
 	SourceDomain        optString       `json:"sourceDomain"`
+	// compacted: OldData and NewData are compacted already (fastInput).
+	compacted bool
 }
 
 type authorInput struct {
@@ -238,9 +242,20 @@ func (v *Validator) Decode(body []byte) (acts []Activity, many bool, err error) 
 		}
 		return []Activity{a}, false, nil
 	case '[':
+		// Items that all read the fast way need no encoding/json pass;
+		// otherwise the whole body goes through it, for its wording.
+		var ins []input
+		fast := false
+		if !v.noFast {
+			ins, fast = fastArray(body)
+		}
 		var items []json.RawMessage
-		if err := json.Unmarshal(body, &items); err != nil {
-			return nil, true, Invalid("body", "is not valid JSON: "+jsonProblem(err))
+		if !fast {
+			if err := json.Unmarshal(body, &items); err != nil {
+				return nil, true, Invalid("body", "is not valid JSON: "+jsonProblem(err))
+			}
+		} else {
+			items = make([]json.RawMessage, len(ins))
 		}
 		if len(items) == 0 {
 			return nil, true, Invalid("body", "is an empty array: send 1 to 500 activities")
@@ -252,8 +267,14 @@ func (v *Validator) Decode(body []byte) (acts []Activity, many bool, err error) 
 		acts := make([]Activity, 0, len(items))
 		seen := make(map[string]int, len(items))
 		for i, raw := range items {
-			prefix := fmt.Sprintf("[%d].", i)
-			a, err := v.decodeOne(raw, prefix)
+			prefix := "[" + strconv.Itoa(i) + "]."
+			var a Activity
+			var err error
+			if fast {
+				a, err = v.check(ins[i], prefix)
+			} else {
+				a, err = v.decodeOne(raw, prefix)
+			}
 			var ve *ValidationError
 			if errors.As(err, &ve) {
 				for f, msgs := range ve.Fields {
@@ -294,6 +315,10 @@ var (
 
 func (v *Validator) decodeOne(raw []byte, prefix string) (Activity, error) {
 	var in input
+	if !v.noFast && fastInput(raw, &in) {
+		return v.check(in, prefix)
+	}
+	in = input{}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&in); err != nil {
 		return Activity{}, decodeError(err, prefix)
@@ -308,7 +333,9 @@ func fieldSet(v any) map[string]bool {
 	t := reflect.TypeOf(v)
 	m := make(map[string]bool, t.NumField())
 	for i := range t.NumField() {
-		m[strings.Split(t.Field(i).Tag.Get("json"), ",")[0]] = true
+		if name := strings.Split(t.Field(i).Tag.Get("json"), ",")[0]; name != "" {
+			m[name] = true
+		}
 	}
 	return m
 }
@@ -420,8 +447,8 @@ func (v *Validator) check(in input, p string) (Activity, error) {
 		}
 	}
 
-	a.OldData = checkData(e, p+"oldData", in.OldData)
-	a.NewData = checkData(e, p+"newData", in.NewData)
+	a.OldData = checkData(e, p+"oldData", in.OldData, in.compacted)
+	a.NewData = checkData(e, p+"newData", in.NewData, in.compacted)
 
 	if in.AuthorDetails != nil {
 		if in.AuthorDetails.FullName.null {
@@ -481,7 +508,7 @@ func checkAuthor(e *ValidationError, p string, a Author) Author {
 	return a
 }
 
-func checkData(e *ValidationError, field string, raw json.RawMessage) json.RawMessage {
+func checkData(e *ValidationError, field string, raw json.RawMessage, compacted bool) json.RawMessage {
 	if isNull(raw) {
 		return nil
 	}
@@ -492,6 +519,9 @@ func checkData(e *ValidationError, field string, raw json.RawMessage) json.RawMe
 	if raw[0] != '{' {
 		e.add(field, "must be a JSON object or null")
 		return nil
+	}
+	if compacted {
+		return raw
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, raw); err != nil {

@@ -99,10 +99,30 @@ func (h *recordHandler) serve(c *gin.Context) {
 	c.Header(PositionHeader, strconv.FormatUint(res.Position, 10))
 	if !many {
 		c.Header("Location", APIPath+"/"+res.Activities[0].ID)
-		c.JSON(status, res.Activities[0])
+		c.Data(status, jsonType, res.Docs[0])
 		return
 	}
-	c.JSON(status, res.Activities)
+	c.Data(status, jsonType, jsonArray(res.Docs))
+}
+
+// jsonType is what gin's c.JSON sends.
+const jsonType = "application/json; charset=utf-8"
+
+// jsonArray joins JSON documents into an array.
+func jsonArray(docs [][]byte) []byte {
+	n := 2
+	for _, d := range docs {
+		n += len(d) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, d := range docs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, d...)
+	}
+	return append(b, ']')
 }
 
 // readBody reads a JSON body of at most MaxBodyBytes; when it cannot, it
@@ -116,7 +136,7 @@ func readBody(c *gin.Context) ([]byte, bool) {
 		httpapi.Error(c, http.StatusRequestEntityTooLarge, tooLargeMessage, nil)
 		return nil, false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes))
+	body, err := readAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes), c.Request.ContentLength)
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		httpapi.Error(c, http.StatusRequestEntityTooLarge, tooLargeMessage, nil)
@@ -128,6 +148,25 @@ func readBody(c *gin.Context) ([]byte, bool) {
 		return nil, false
 	}
 	return body, true
+}
+
+// readAll is io.ReadAll into a buffer sized by the Content-Length, so a
+// body is read without regrowing it.
+func readAll(r io.Reader, size int64) ([]byte, error) {
+	b := make([]byte, 0, min(max(size, 0), MaxBodyBytes)+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 const tooLargeMessage = "the request body is larger than 1 MiB"

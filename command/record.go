@@ -23,6 +23,9 @@ type Result struct {
 	AllRecorded bool
 	// Position is the highest global position among the records.
 	Position uint64
+	// Docs are the activities' API JSON, in request order: the event data
+	// the store holds, so an answer is not encoded a second time.
+	Docs [][]byte
 }
 
 // ConflictError says that an activity's id is already recorded with other
@@ -76,7 +79,7 @@ func (s *Service) Record(ctx context.Context, acts []activity.Activity) (Result,
 		return Result{}, err
 	}
 
-	out := Result{Activities: make([]activity.Activity, len(acts)), AllRecorded: true}
+	out := Result{Activities: make([]activity.Activity, len(acts)), Docs: encoded, AllRecorded: true}
 	for gi, g := range groups {
 		res := results[gi]
 		if len(res.Records) != len(g.items) {
@@ -98,6 +101,9 @@ func (s *Service) Record(ctx context.Context, acts []activity.Activity) (Result,
 				return Result{}, fmt.Errorf("read back %s revision %d: %w", g.target, rec.Revision, err)
 			}
 			out.Activities[i] = stored
+			if out.Docs[i], err = stored.MarshalJSON(); err != nil {
+				return Result{}, fmt.Errorf("read back %s revision %d: %w", g.target, rec.Revision, err)
+			}
 		}
 	}
 	return out, nil
