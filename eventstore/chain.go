@@ -34,21 +34,12 @@ const (
 	chainVersionV2 = "activityhistory/chain/v2"
 )
 
-// CanonicalBytes is the byte string a v1 record's hash covers: stream,
-// revision, event id, type and data, each length-prefixed so that no two
-// different records share it. RecordedAt and Position are not covered: they
-// are assigned by the backend and differ between stores holding the same
-// history.
-func CanonicalBytes(stream string, revision uint64, ev Event) []byte {
-	return canonical(chainVersion, stream, revision, ev.ID, ev.Type, ev.Data)
-}
-
-// CanonicalBytesV2 is the byte string a v2 record's hash covers: as v1, with
-// the 32-byte SHA-256 digest of the data in place of the data.
-func CanonicalBytesV2(stream string, revision uint64, id, typ string, digest []byte) []byte {
-	return canonical(chainVersionV2, stream, revision, id, typ, digest)
-}
-
+// canonical is the byte string a record's hash covers: the chain form's
+// name, stream, revision, event id, type and payload (v1: the data; v2: its
+// 32-byte SHA-256 digest), each but the revision length-prefixed so that no
+// two different records share it. RecordedAt and Position are not covered:
+// they are assigned by the backend and differ between stores holding the
+// same history.
 func canonical(version, stream string, revision uint64, id, typ string, data []byte) []byte {
 	b := make([]byte, 0, len(version)+len(stream)+len(id)+len(typ)+len(data)+6*8)
 	b = appendField(b, []byte(version))
@@ -67,7 +58,7 @@ func appendField(b, f []byte) []byte {
 // ChainHash returns the v1 hash: hex SHA-256(prevHash ‖ canonical event
 // bytes), where prevHash is taken as its 32 raw bytes.
 func ChainHash(prevHash, stream string, revision uint64, ev Event) (string, error) {
-	return linkHash(prevHash, CanonicalBytes(stream, revision, ev))
+	return linkHash(prevHash, canonical(chainVersion, stream, revision, ev.ID, ev.Type, ev.Data))
 }
 
 // Digest is the hex SHA-256 of a payload: what a v2 hash covers.
@@ -88,15 +79,14 @@ func RecordHash(r Record) (string, error) {
 		return ChainHash(r.PrevHash, r.Stream, r.Revision, Event{ID: r.ID, Type: r.Type, Data: r.Data})
 	}
 	d := sha256.Sum256(r.Data)
+	digest := d[:]
 	if r.Erased {
-		if len(r.Digest) != 2*sha256.Size {
-			return "", fmt.Errorf("%w: digest %q is not a hex SHA-256", ErrInvalid, r.Digest)
-		}
-		if _, err := hex.Decode(d[:], []byte(r.Digest)); err != nil {
+		var err error
+		if digest, err = hex.AppendDecode(d[:0], []byte(r.Digest)); err != nil || len(digest) != sha256.Size {
 			return "", fmt.Errorf("%w: digest %q is not a hex SHA-256", ErrInvalid, r.Digest)
 		}
 	}
-	return linkHash(r.PrevHash, CanonicalBytesV2(r.Stream, r.Revision, r.ID, r.Type, d[:]))
+	return linkHash(r.PrevHash, canonical(chainVersionV2, r.Stream, r.Revision, r.ID, r.Type, digest))
 }
 
 func linkHash(prevHash string, canonical []byte) (string, error) {
@@ -308,9 +298,17 @@ func VerifyStream(ctx context.Context, s StreamReader, stream string, expected *
 			c.Head = nil
 			return c, err
 		}
-		if !matched {
-			if matched, err = matchHead(stream, recs, expected); err != nil {
-				return c, err
+		// The recorded head's record is on the page where the chain passes
+		// its revision (Add checked that revisions run without gaps).
+		if !matched && c.Head != nil && c.Head.Revision >= expected.Revision {
+			matched = true
+			r := recs[expected.Revision-recs[0].Revision]
+			switch {
+			case r.Hash != expected.Hash:
+				return c, &ChainError{Stream: stream, Revision: r.Revision, Reason: "record differs from the recorded head"}
+			case expected.Position != 0 && r.Position != expected.Position:
+				return c, &ChainError{Stream: stream, Revision: r.Revision,
+					Reason: fmt.Sprintf("record is at position %d, the recorded head at %d (removed and written again)", r.Position, expected.Position)}
 			}
 		}
 		if len(recs) < page || c.Head == nil {
@@ -325,27 +323,6 @@ func VerifyStream(ctx context.Context, s StreamReader, stream string, expected *
 		return c, &ChainError{Stream: stream, Revision: c.Head.Revision + 1,
 			Reason: fmt.Sprintf("records after revision %d are missing (head recorded at %d)", c.Head.Revision, expected.Revision)}
 	}
-	if err := c.End(); err != nil {
-		return c, err
-	}
-	return c, nil
-}
-
-// matchHead reports whether recs hold the record of the recorded head, and
-// fails when they hold a different one.
-func matchHead(stream string, recs []Record, expected *Head) (bool, error) {
-	for _, r := range recs {
-		if r.Revision != expected.Revision {
-			continue
-		}
-		switch {
-		case r.Hash != expected.Hash:
-			return true, &ChainError{Stream: stream, Revision: r.Revision, Reason: "record differs from the recorded head"}
-		case expected.Position != 0 && r.Position != expected.Position:
-			return true, &ChainError{Stream: stream, Revision: r.Revision,
-				Reason: fmt.Sprintf("record is at position %d, the recorded head at %d (removed and written again)", r.Position, expected.Position)}
-		}
-		return true, nil
-	}
-	return false, nil
+	err := c.End() // sorts c.Erased: before c is returned
+	return c, err
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,10 +76,9 @@ type EngineConfig struct {
 	// AttemptTimeout bounds one commit (default 5s); AppendTimeout an
 	// Append whose context has no deadline (default 30s).
 	AttemptTimeout, AppendTimeout time.Duration
-	// Optimistic, when it returns true, skips the id look-up on an
-	// append's first attempt: the backend's Commit refuses recorded ids
-	// with a *TakenError by itself.
-	Optimistic func() bool
+	// Optimistic skips the id look-up on an append's first attempt: the
+	// backend's Commit refuses recorded ids with a *TakenError by itself.
+	Optimistic bool
 }
 
 // maxAttempts bounds retries after a lost race or a busy backend.
@@ -88,6 +88,9 @@ const maxAttempts = 50
 // failed); errRetry one refused because the stream moved or the backend
 // was busy, to be made again after a pause.
 var errAgain, errRetry = errors.New("try again"), errors.New("retry")
+
+// errClosed answers appends to a closed Engine; it is not retried.
+var errClosed = fmt.Errorf("%w: store closed", ErrUnavailable)
 
 // Engine appends through a Backend. Appends that arrive while a group is
 // being committed wait and are committed together as the next group: one
@@ -150,7 +153,7 @@ func (e *Engine) Close() {
 	e.cond.Broadcast()
 	e.mu.Unlock()
 	for _, p := range q {
-		p.done <- attemptResult{err: fmt.Errorf("%w: store closed", ErrUnavailable)}
+		p.done <- attemptResult{err: errClosed}
 	}
 	e.wg.Wait()
 }
@@ -178,19 +181,16 @@ func (e *Engine) Append(ctx context.Context, stream string, expected ExpectedRev
 	}
 	// An id repeated within the call with the same content is one event.
 	var uniq []Event
-	slot := make([]int, len(events)) // events[i] is uniq[slot[i]]
-	first := make(map[string]int, len(events))
+	first := make(map[string]int, len(events)) // id → its event in uniq
 	size := 0
-	for i, ev := range events {
+	for _, ev := range events {
 		if j, ok := first[ev.ID]; ok {
 			if !sameContent(uniq[j], ev) {
 				return AppendResult{}, fmt.Errorf("append %s: event %s given twice with different content: %w", stream, ev.ID, ErrDuplicateID)
 			}
-			slot[i] = j
 			continue
 		}
 		first[ev.ID] = len(uniq)
-		slot[i] = len(uniq)
 		uniq = append(uniq, ev)
 		size += len(ev.Data) + len(ev.ID) + len(ev.Type) + 256
 	}
@@ -205,8 +205,8 @@ func (e *Engine) Append(ctx context.Context, stream string, expected ExpectedRev
 		r := e.attempt(p)
 		if r.err == nil {
 			out := AppendResult{Records: make([]Record, len(events)), Appended: r.appended}
-			for i := range events {
-				out.Records[i] = r.recs[slot[i]]
+			for i, ev := range events {
+				out.Records[i] = r.recs[first[ev.ID]]
 			}
 			return out, nil
 		}
@@ -226,7 +226,7 @@ func (e *Engine) Append(ctx context.Context, stream string, expected ExpectedRev
 			}
 			wait = ConflictBackoff(attempt)
 			attempt++
-		case errors.Is(r.err, ErrUnavailable) && ctx.Err() == nil && !e.closed():
+		case errors.Is(r.err, ErrUnavailable) && ctx.Err() == nil && !errors.Is(r.err, errClosed):
 			// An election or a reconnect, over in seconds. Safe whatever
 			// expected is: an attempt that went in after all is found by
 			// its ids and its records returned.
@@ -253,18 +253,12 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-func (e *Engine) closed() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.stop
-}
-
 // attempt queues p and waits for its group's answer.
 func (e *Engine) attempt(p *pending) attemptResult {
 	e.mu.Lock()
 	if e.stop {
 		e.mu.Unlock()
-		return attemptResult{err: fmt.Errorf("%w: store closed", ErrUnavailable)}
+		return attemptResult{err: errClosed}
 	}
 	e.queue = append(e.queue, p)
 	e.cond.Signal()
@@ -380,13 +374,11 @@ func (e *Engine) group() []*work {
 // commit runs one group: one Find, sealing, one Commit, answers.
 func (e *Engine) commit(g []*work) {
 	qs := make([]Query, len(g))
-	ask := false
-	optimistic := e.cfg.Optimistic != nil && e.cfg.Optimistic()
 	for i, w := range g {
 		q := Query{Stream: w.batch.Stream}
 		head, cached := e.heads.Get(w.batch.Stream)
 		for _, p := range w.parts {
-			if p.lookup || !optimistic {
+			if p.lookup || !e.cfg.Optimistic {
 				for _, ev := range p.events {
 					q.IDs = append(q.IDs, ev.ID)
 				}
@@ -396,18 +388,15 @@ func (e *Engine) commit(g []*work) {
 			cached = cached && holds(p.expected, &head)
 		}
 		q.Tail = !cached
-		if !cached {
-			w.batch.Prev = nil
-		} else {
+		if cached {
 			w.batch.Prev = &head
 		}
-		ask = ask || q.Tail || len(q.IDs) > 0
 		qs[i] = q
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.AttemptTimeout)
 	defer cancel()
 	found := make([]Found, len(g))
-	if ask {
+	if slices.ContainsFunc(qs, func(q Query) bool { return q.Tail || len(q.IDs) > 0 }) {
 		var err error
 		if found, err = e.b.Find(ctx, qs); err != nil {
 			e.fail(g, err)
@@ -417,12 +406,9 @@ func (e *Engine) commit(g []*work) {
 	var batches []*Batch
 	var live []*work
 	for i, w := range g {
-		if qs[i].Tail {
-			w.batch.Prev = nil
-			if t := found[i].Tail; t != nil {
-				w.batch.Prev = &Head{Stream: t.Stream, Revision: t.Revision, Hash: t.Hash, Position: t.Position}
-				e.heads.Put(w.batch.Stream, *w.batch.Prev)
-			}
+		if t := found[i].Tail; qs[i].Tail && t != nil {
+			w.batch.Prev = &Head{Stream: t.Stream, Revision: t.Revision, Hash: t.Hash, Position: t.Position}
+			e.heads.Put(w.batch.Stream, *w.batch.Prev)
 		}
 		if e.seal(w, found[i]) {
 			batches = append(batches, &w.batch)
@@ -517,33 +503,20 @@ func (e *Engine) answer(w *work, err error) {
 		return
 	}
 	e.heads.Drop(w.batch.Stream)
-	var taken *TakenError
-	isTaken := errors.As(err, &taken)
+	taken, _ := errors.AsType[*TakenError](err)
 	if errors.Is(err, ErrConflict) {
 		err = fmt.Errorf("%w: %w", errRetry, err)
 	}
 	for _, s := range w.slots {
-		switch {
-		case len(w.slots) == 1 || errors.Is(err, ErrUnavailable) || errors.Is(err, errRetry):
+		// Of a refused shared batch, the append that holds the taken id
+		// gets the answer, and every other is made again on its own.
+		mine := taken != nil && slices.ContainsFunc(s.p.events, func(ev Event) bool { return ev.ID == taken.ID })
+		if len(w.slots) == 1 || mine || errors.Is(err, ErrUnavailable) || errors.Is(err, errRetry) {
 			s.p.done <- attemptResult{err: err}
-		case isTaken && taken.ID != "" && !s.has(taken.ID):
-			s.p.done <- attemptResult{err: errAgain}
-		case isTaken && taken.ID != "":
-			s.p.done <- attemptResult{err: err}
-		default:
-			// Each append of a refused shared batch gets its own answer.
+		} else {
 			s.p.done <- attemptResult{err: errAgain}
 		}
 	}
-}
-
-func (s slot) has(id string) bool {
-	for _, ev := range s.p.events {
-		if ev.ID == id {
-			return true
-		}
-	}
-	return false
 }
 
 // fail answers every part of a group with err.
@@ -624,9 +597,6 @@ func describeExpected(e ExpectedRevision) string {
 	return "revision " + strconv.FormatInt(int64(e), 10)
 }
 
-// Limits on event types, which backends carry in headers or metadata.
-const MaxEventTypeLen = 256
-
 // CheckStream refuses a stream name no adapter takes.
 func CheckStream(stream string) error {
 	if len(stream) == 0 || len(stream) > MaxStreamNameLen || !utf8.ValidString(stream) {
@@ -665,13 +635,5 @@ func CheckAppend(stream string, expected ExpectedRevision, events []Event) error
 
 // headerSafe reports whether v survives a header unchanged.
 func headerSafe(v string) bool {
-	if !utf8.ValidString(v) || strings.TrimSpace(v) != v {
-		return false
-	}
-	for _, r := range v {
-		if unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
+	return utf8.ValidString(v) && strings.TrimSpace(v) == v && !strings.ContainsFunc(v, unicode.IsControl)
 }

@@ -47,6 +47,7 @@ const (
 	MaxEventBytes      = 256 << 10
 	MaxStreamNameLen   = 128
 	MaxEventIDLen      = 128
+	MaxEventTypeLen    = 256 // types travel in headers or metadata
 )
 
 // Event is what a writer appends.

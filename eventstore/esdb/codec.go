@@ -3,7 +3,6 @@ package esdb
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -46,7 +45,7 @@ type eventMeta struct {
 	Revision string `json:"revision"`
 	PrevHash string `json:"prevHash"`
 	Hash     string `json:"hash"`
-	Chain    string `json:"chain,omitempty"` // the chain form; none is v1
+	Chain    string `json:"chain,omitempty"` // the chain form; none (older records) is v1
 }
 
 // toEventData maps a sealed record to what the client writes.
@@ -56,7 +55,7 @@ func toEventData(rec eventstore.Record) kurrentdb.EventData {
 		Revision: strconv.FormatUint(rec.Revision, 10),
 		PrevHash: rec.PrevHash,
 		Hash:     rec.Hash,
-		Chain:    chainForm(rec.Version),
+		Chain:    strconv.Itoa(rec.Version),
 	})
 	ct := kurrentdb.ContentTypeBinary
 	if json.Valid(rec.Data) {
@@ -80,7 +79,7 @@ func toRecord(prefix string, ev *kurrentdb.RecordedEvent) eventstore.Record {
 		Type:       ev.EventType,
 		Stream:     strings.TrimPrefix(ev.StreamID, prefix),
 		Revision:   ev.EventNumber,
-		Position:   recordPosition(ev.Position),
+		Position:   ev.Position.Commit,
 		RecordedAt: ev.CreatedDate.UTC(),
 		Data:       ev.Data,
 	}
@@ -90,22 +89,6 @@ func toRecord(prefix string, ev *kurrentdb.RecordedEvent) eventstore.Record {
 		rec.Version, _ = strconv.Atoi(meta.Chain) // none or unreadable: v1, which then fails to verify
 	}
 	return rec
-}
-
-func chainForm(v int) string {
-	if v < eventstore.ChainV2 {
-		return ""
-	}
-	return strconv.Itoa(v)
-}
-
-// recordPosition is the $all commit position of an event; 0 when the server
-// did not send one (stream reads before EventStoreDB 22.6 send the max value).
-func recordPosition(p kurrentdb.Position) uint64 {
-	if p.Commit == math.MaxUint64 {
-		return 0
-	}
-	return p.Commit
 }
 
 // indexEntry is the data of the one event of an id-index stream: where the

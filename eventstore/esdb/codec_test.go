@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"testing"
 	"time"
@@ -153,16 +152,6 @@ func TestToRecordForeignEvent(t *testing.T) {
 		if !errors.Is(err, eventstore.ErrChainBroken) {
 			t.Errorf("metadata %q: foreign event verified: %v", meta, err)
 		}
-	}
-}
-
-func TestRecordPosition(t *testing.T) {
-	t.Parallel()
-	if got := recordPosition(kurrentdb.Position{Commit: math.MaxUint64, Prepare: math.MaxUint64}); got != 0 {
-		t.Errorf("missing position gave %d, want 0", got)
-	}
-	if got := recordPosition(kurrentdb.Position{Commit: 4242, Prepare: 4242}); got != 4242 {
-		t.Errorf("got %d, want 4242", got)
 	}
 }
 

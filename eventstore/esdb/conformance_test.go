@@ -36,19 +36,3 @@ func TestConformance(t *testing.T) {
 	}
 	storetest.Run(t, func(t *testing.T) eventstore.Store { return openTestStore(t, url) })
 }
-
-// TestConformanceWithoutMultiStreamAppend runs the suite on the path taken
-// with servers before KurrentDB 25.1: index entries written after the
-// events. On such servers it repeats TestConformance.
-func TestConformanceWithoutMultiStreamAppend(t *testing.T) {
-	t.Parallel()
-	url := os.Getenv("ESDB_URL")
-	if url == "" {
-		t.Skip(skipNoServer)
-	}
-	storetest.Run(t, func(t *testing.T) eventstore.Store {
-		s := openTestStore(t, url)
-		s.multi.Store(multiNo)
-		return s
-	})
-}

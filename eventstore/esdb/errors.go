@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
 	"google.golang.org/grpc/codes"
@@ -39,22 +38,14 @@ func sentinelFor(code kurrentdb.ErrorCode) error {
 }
 
 // sentinelOf finds the store sentinel for any error the client returns:
-// its own *Error, the typed details it wraps, or a bare gRPC status.
+// by its *Error's code (the client wraps typed details such as
+// *StreamRevisionConflictError in an *Error of the matching code), else by
+// the gRPC status it carries.
 func sentinelOf(err error) error {
-	var kerr *kurrentdb.Error
-	if errors.As(err, &kerr) {
+	if kerr, ok := errors.AsType[*kurrentdb.Error](err); ok {
 		if s := sentinelFor(kerr.Code()); s != nil {
 			return s
 		}
-	}
-	var conflict *kurrentdb.StreamRevisionConflictError
-	if errors.As(err, &conflict) {
-		return eventstore.ErrConflict
-	}
-	var record *kurrentdb.AppendRecordSizeExceededError
-	var txn *kurrentdb.AppendTransactionSizeExceededError
-	if errors.As(err, &record) || errors.As(err, &txn) {
-		return eventstore.ErrTooLarge
 	}
 	st, ok := status.FromError(err)
 	if !ok {
@@ -65,11 +56,8 @@ func sentinelOf(err error) error {
 		return eventstore.ErrUnavailable
 	case codes.NotFound:
 		return eventstore.ErrNotFound
-	case codes.InvalidArgument, codes.ResourceExhausted:
-		// The v1 append reports the server's MaxAppendSize this way.
-		if strings.Contains(strings.ToLower(st.Message()), "maximum append size") || st.Code() == codes.ResourceExhausted {
-			return eventstore.ErrTooLarge
-		}
+	case codes.ResourceExhausted:
+		return eventstore.ErrTooLarge
 	}
 	return nil
 }

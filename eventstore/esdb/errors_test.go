@@ -45,16 +45,12 @@ func TestSentinelForCodes(t *testing.T) {
 
 func TestTranslate(t *testing.T) {
 	t.Parallel()
-	conflict := &kurrentdb.StreamRevisionConflictError{Stream: "activity-t-1", ExpectedRevision: kurrentdb.NoStream{}, ActualRevision: kurrentdb.StreamRevision{Value: 3}}
 	tests := []struct {
 		name string
 		err  error
 		want error
 	}{
-		{"revision conflict details", fmt.Errorf("append: %w", conflict), eventstore.ErrConflict},
-		{"record too large", &kurrentdb.AppendRecordSizeExceededError{Size: 2, MaxSize: 1}, eventstore.ErrTooLarge},
-		{"transaction too large", &kurrentdb.AppendTransactionSizeExceededError{Size: 2, MaxSize: 1}, eventstore.ErrTooLarge},
-		{"v1 max append size", status.Error(codes.InvalidArgument, "Maximum Append Size of 1048576 Exceeded."), eventstore.ErrTooLarge},
+		{"message too large", status.Error(codes.ResourceExhausted, "grpc: received message larger than max"), eventstore.ErrTooLarge},
 		{"grpc unavailable", status.Error(codes.Unavailable, "connection refused"), eventstore.ErrUnavailable},
 		{"grpc unavailable in a client error", func() error { e, _ := kurrentdb.FromError(status.Error(codes.Unavailable, "x")); return e }(), eventstore.ErrUnavailable},
 		{"grpc not found", status.Error(codes.NotFound, "stream"), eventstore.ErrNotFound},

@@ -1,16 +1,16 @@
-// Package esdb is the EventStoreDB / KurrentDB adapter of eventstore.Store.
+// Package esdb is the KurrentDB (formerly EventStoreDB) adapter of
+// eventstore.Store.
 //
 // One server stream per target (StreamPrefix + target id), appended with the
 // server's expected-revision check so that the hash chain never forks; the
 // global position is the server's $all commit position; Subscribe follows
 // $all with a server-side stream-prefix filter. Event ids are kept unique
 // across the store by one id-index stream per event id, written in the same
-// multi-stream append as the events when the server has that (KurrentDB
-// 25.1+), after them otherwise (see Append).
+// multi-stream append as the events (see backend).
 //
-// Server: EventStoreDB 22.10 or newer (stream reads carry $all positions
-// from 22.6 on); KurrentDB 25.1+ for atomic id-index entries. Subscribe
-// reads $all, which by default only $admins and $ops may do.
+// Server: KurrentDB 25.1 or later, the first with multi-stream append; Open
+// refuses older ones. Subscribe reads $all, which by default only $admins
+// and $ops may do.
 package esdb
 
 import (
@@ -19,10 +19,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
@@ -45,13 +43,6 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// multiAppend states: whether the server takes multi-stream appends.
-const (
-	multiUnknown int32 = iota
-	multiYes
-	multiNo
-)
-
 // Store is an eventstore.Store on EventStoreDB / KurrentDB: the shared
 // append engine over this package's backend.
 type Store struct {
@@ -60,14 +51,14 @@ type Store struct {
 	prefix   string
 	idPrefix string
 	log      *slog.Logger
-	multi    atomic.Int32 // multiUnknown, multiYes or multiNo
 }
 
 var _ eventstore.Store = (*Store)(nil)
 
-// Open connects to the server and checks that it answers.
+// Open connects to the server and checks that it answers and has
+// multi-stream append.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	conn, err := connectionString(cfg.URL)
+	conf, err := parseConfig(cfg.URL)
 	if err != nil {
 		return nil, err
 	}
@@ -82,20 +73,19 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if strings.HasPrefix(prefix, "$") || !utf8.ValidString(prefix) {
 		return nil, fmt.Errorf("open esdb: %w: stream prefix %q: want UTF-8 not starting with $ (the server's own streams)", eventstore.ErrInvalid, prefix)
 	}
-	conf, err := kurrentdb.ParseConnectionString(conn)
-	if err != nil {
-		// The client's message can echo the password; ours does not.
-		return nil, fmt.Errorf("open esdb: %w: connection string: %s", eventstore.ErrInvalid, redact(conn))
-	}
 	conf.Logger = clientLogger(log)
 	client, err := kurrentdb.NewClient(conf)
 	if err != nil {
-		return nil, fmt.Errorf("open esdb %s: %w", redact(conn), err)
+		return nil, fmt.Errorf("open esdb %s: %w", redact(cfg.URL), err)
 	}
 	s := newStore(client, prefix, log)
-	if err := s.Ping(ctx); err != nil {
+	err = s.Ping(ctx)
+	if err == nil {
+		err = s.checkVersion(ctx)
+	}
+	if err != nil {
 		_ = s.Close()
-		return nil, fmt.Errorf("open esdb %s: %w", redact(conn), err)
+		return nil, fmt.Errorf("open esdb %s: %w", redact(cfg.URL), err)
 	}
 	return s, nil
 }
@@ -105,7 +95,7 @@ func newStore(client *kurrentdb.Client, prefix string, log *slog.Logger) *Store 
 	s.Engine = eventstore.NewEngine(backend{s}, eventstore.EngineConfig{
 		AppendTimeout: opTimeout,
 		// A multi-stream append refuses recorded ids by itself.
-		Optimistic: func() bool { return s.multi.Load() != multiNo },
+		Optimistic: true,
 	})
 	return s
 }
@@ -121,19 +111,9 @@ func (s *Store) Close() error {
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	rs, err := s.client.ReadStream(ctx, s.idPrefix+"ping", kurrentdb.ReadStreamOptions{
-		Direction: kurrentdb.Backwards, From: kurrentdb.End{},
-	}, 1)
-	if err == nil {
-		defer rs.Close()
-		_, err = rs.Recv()
-	}
-	if err == nil || errors.Is(err, io.EOF) {
-		return nil
-	}
-	err = translate(ctx, "ping", err)
+	_, err := s.readStream(ctx, s.idPrefix+"ping", kurrentdb.Backwards, kurrentdb.End{}, 1)
 	switch {
-	case errors.Is(err, eventstore.ErrNotFound):
+	case err == nil || errors.Is(err, eventstore.ErrNotFound):
 		return nil
 	case errors.Is(err, eventstore.ErrUnavailable) || ctx.Err() != nil:
 		return err
@@ -141,24 +121,30 @@ func (s *Store) Ping(ctx context.Context) error {
 	return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
 }
 
-// connectionString checks the scheme of a connection string. The client
-// takes esdb:// as well as kurrentdb:// (and their +discover forms), so
-// nothing is rewritten; anything else is refused before it reaches the
-// client, whose errors are vaguer.
-func connectionString(raw string) (string, error) {
-	raw = strings.TrimSpace(raw)
-	if raw == "" {
-		return "", fmt.Errorf("%w: esdb URL is empty (want esdb://host:2113?tls=false)", eventstore.ErrInvalid)
+// checkVersion refuses a server without multi-stream append, on which
+// event ids could not be kept unique.
+func (s *Store) checkVersion(ctx context.Context) error {
+	v, err := s.client.GetServerVersion()
+	if err != nil {
+		return translate(ctx, "server version", err)
 	}
-	scheme, _, ok := strings.Cut(raw, "://")
-	if !ok {
-		return "", fmt.Errorf("%w: esdb URL %q has no scheme (want esdb:// or kurrentdb://)", eventstore.ErrInvalid, redact(raw))
+	if !v.IsAtLeast(25, 1, 0) {
+		return fmt.Errorf("%w: server version %d.%d.%d (0.0.0: too old to say) has no multi-stream append: needs KurrentDB 25.1 or later",
+			eventstore.ErrInvalid, v.Major, v.Minor, v.Patch)
 	}
-	switch strings.TrimSuffix(strings.ToLower(scheme), "+discover") {
-	case "esdb", "kurrentdb", "kurrent", "kdb":
-		return raw, nil
+	return nil
+}
+
+// parseConfig parses a connection string. The client takes the schemes
+// esdb, kurrentdb, kurrent and kdb, each optionally +discover.
+func parseConfig(conn string) (*kurrentdb.Configuration, error) {
+	conf, err := kurrentdb.ParseConnectionString(strings.TrimSpace(conn))
+	if err != nil {
+		// The client's message can echo the password; ours does not.
+		return nil, fmt.Errorf("open esdb: %w: connection string %q: want esdb://host:2113?tls=false or kurrentdb://… (schemes esdb, kurrentdb, kurrent, kdb, each optionally +discover)",
+			eventstore.ErrInvalid, redact(conn))
 	}
-	return "", fmt.Errorf("%w: esdb URL scheme %q is not one of esdb, kurrentdb, kurrent, kdb (optionally +discover)", eventstore.ErrInvalid, scheme)
+	return conf, nil
 }
 
 // redact hides the password of a connection string for messages and logs.

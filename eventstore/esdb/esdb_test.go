@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
-
 	"github.com/council/activityhistory/eventstore"
 )
 
@@ -37,19 +35,15 @@ func TestConnectionString(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
 			t.Parallel()
-			conn, err := connectionString(tt.url)
+			conf, err := parseConfig(tt.url)
 			if !tt.ok {
 				if !errors.Is(err, eventstore.ErrInvalid) {
-					t.Fatalf("got %q, %v; want ErrInvalid", conn, err)
+					t.Fatalf("got %+v, %v; want ErrInvalid", conf, err)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
-			}
-			conf, err := kurrentdb.ParseConnectionString(conn)
-			if err != nil {
-				t.Fatalf("client refuses %q: %v", conn, err)
 			}
 			if tt.address != "" && conf.Address != tt.address {
 				t.Errorf("address %q, want %q", conf.Address, tt.address)

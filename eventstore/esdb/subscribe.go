@@ -1,6 +1,7 @@
 package esdb
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,12 +24,7 @@ const (
 	maxResubscribeDelay = 10 * time.Second
 )
 
-// handlerError carries the Handler's own error out of the receive loop.
-type handlerError struct{ err error }
-
-func (e *handlerError) Error() string { return e.err.Error() }
-
-// subscribe follows $all from position after, filtered on the server to
+// Subscribe follows $all from position after, filtered on the server to
 // streams with our prefix (index streams have another prefix). Events that
 // arrive together are handed over as one batch. When the subscription
 // drops for a reason that can pass (server restart, leader change, network),
@@ -39,17 +35,19 @@ func (e *handlerError) Error() string { return e.err.Error() }
 // not resumed from: several server versions sent checkpoints from which a
 // resubscription skips an event, so a resubscription starts after the last
 // record delivered and re-scans the other streams' events since then.
-func (s *Store) subscribe(ctx context.Context, after uint64, h eventstore.Handler) error {
+func (b backend) Subscribe(ctx context.Context, after uint64, h eventstore.Handler) error {
+	s := b.s
 	last := after
 	delay := minResubscribeDelay
 	for {
+		prev := last
 		from, err := s.startPosition(ctx, after, last)
-		var progressed bool
+		var herr error
 		if err == nil {
-			progressed, err = s.subscribeOnce(ctx, from, &last, h)
+			herr, err = s.subscribeOnce(ctx, from, &last, h)
 		}
-		if herr, ok := errors.AsType[*handlerError](err); ok {
-			return herr.err
+		if herr != nil {
+			return herr
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -57,16 +55,12 @@ func (s *Store) subscribe(ctx context.Context, after uint64, h eventstore.Handle
 		if !resubscribable(err) {
 			return fmt.Errorf("subscribe after %d: %w", last, err)
 		}
-		if progressed {
+		if last != prev {
 			delay = minResubscribeDelay
 		}
 		s.log.Warn("esdb: subscription dropped, resubscribing", "after", last, "in", delay, "err", err)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := eventstore.Sleep(ctx, delay); err != nil {
+			return err
 		}
 		delay = min(2*delay, maxResubscribeDelay)
 	}
@@ -89,14 +83,9 @@ func (s *Store) startPosition(ctx context.Context, after, last uint64) (kurrentd
 		return pos, nil // the position of a record handed over
 	}
 	rs, err := s.client.ReadAll(ctx, kurrentdb.ReadAllOptions{From: pos}, 1)
-	if err == nil {
-		defer rs.Close()
-		_, err = rs.Recv()
-	}
-	if err == nil || isEOF(err) {
+	if _, err = s.collect(ctx, "check $all position", rs, err, 1); err == nil {
 		return pos, nil
 	}
-	err = translate(ctx, "check $all position", err)
 	if ctx.Err() != nil || errors.Is(err, eventstore.ErrUnavailable) {
 		return nil, err
 	}
@@ -104,32 +93,45 @@ func (s *Store) startPosition(ctx context.Context, after, last uint64) (kurrentd
 	return kurrentdb.Start{}, nil
 }
 
-// subscribeOnce runs one server subscription until it drops, ctx ends or
-// h fails. last is the position of the last record handed to h.
-func (s *Store) subscribeOnce(ctx context.Context, from kurrentdb.AllPosition, last *uint64, h eventstore.Handler) (progressed bool, err error) {
+// subscribeOnce runs one server subscription until it drops (err), ctx
+// ends (err) or h fails (herr). last is the position of the last record
+// handed to h.
+func (s *Store) subscribeOnce(ctx context.Context, from kurrentdb.AllPosition, last *uint64, h eventstore.Handler) (herr, err error) {
 	opts := kurrentdb.SubscribeToAllOptions{
 		From:   from,
 		Filter: &kurrentdb.SubscriptionFilter{Type: kurrentdb.StreamFilterType, Prefixes: []string{s.prefix}},
 	}
 	sub, err := s.client.SubscribeToAll(ctx, opts)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 
 	// Recv blocks per event; a reader goroutine lets the loop below see
-	// what has already arrived and hand it over as one batch.
-	events := make(chan *kurrentdb.SubscriptionEvent, maxBatch)
+	// what has already arrived and hand it over as one batch. It sends our
+	// new records, then why the subscription dropped.
+	recs := make(chan eventstore.Record, maxBatch)
+	dropped := make(chan error, 1)
 	stop := make(chan struct{})
+	seen := *last // the reader's own copy: the loop below moves last
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
 			ev := sub.Recv()
-			select {
-			case events <- ev:
-			case <-stop:
+			if d := ev.SubscriptionDropped; d != nil {
+				dropped <- cmp.Or(d.Error, errors.New("subscription dropped"))
 				return
 			}
-			if ev.SubscriptionDropped != nil {
+			if ev.EventAppeared == nil || ev.EventAppeared.Event == nil {
+				continue // checkpoints and the like
+			}
+			rec, ok := s.subscribedRecord(ev.EventAppeared.Event, seen)
+			if !ok {
+				continue
+			}
+			seen = rec.Position
+			select {
+			case recs <- rec:
+			case <-stop:
 				return
 			}
 		}
@@ -141,68 +143,41 @@ func (s *Store) subscribeOnce(ctx context.Context, from kurrentdb.AllPosition, l
 	}()
 
 	for {
-		var ev *kurrentdb.SubscriptionEvent
-		select {
-		case ev = <-events:
-		case <-ctx.Done():
-			return progressed, ctx.Err()
-		}
 		var batch []eventstore.Record
-		var dropped error
-		take := func(ev *kurrentdb.SubscriptionEvent) {
-			switch {
-			case ev.EventAppeared != nil && ev.EventAppeared.Event != nil:
-				rec, ok := s.subscribedRecord(ev.EventAppeared.Event, *last, batch)
-				if ok {
-					batch = append(batch, rec)
-				}
-			case ev.CheckPointReached != nil:
-				s.log.Debug("esdb: subscription checkpoint", "commit", ev.CheckPointReached.Commit)
-			case ev.SubscriptionDropped != nil:
-				dropped = ev.SubscriptionDropped.Error
-				if dropped == nil {
-					dropped = errors.New("subscription dropped")
-				}
-			}
+		select {
+		case rec := <-recs:
+			batch = append(batch, rec)
+		case err := <-dropped:
+			// Records still buffered are read again after last.
+			return nil, err
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		take(ev)
 	drain:
-		for dropped == nil && len(batch) < maxBatch {
+		for len(batch) < maxBatch {
 			select {
-			case ev = <-events:
-				take(ev)
+			case rec := <-recs:
+				batch = append(batch, rec)
 			default:
 				break drain
 			}
 		}
-		if len(batch) > 0 {
-			if err := h(ctx, batch); err != nil {
-				return progressed, &handlerError{err: err}
-			}
-			*last = batch[len(batch)-1].Position
-			progressed = true
+		if err := h(ctx, batch); err != nil {
+			return err, nil
 		}
-		if dropped != nil {
-			return progressed, dropped
-		}
+		*last = batch[len(batch)-1].Position
 	}
 }
 
 // subscribedRecord maps an event of the subscription, leaving out server
 // events ("$" types such as stream tombstones) and anything at or below
-// what was already handed over.
-func (s *Store) subscribedRecord(ev *kurrentdb.RecordedEvent, last uint64, batch []eventstore.Record) (eventstore.Record, bool) {
+// the last record passed on.
+func (s *Store) subscribedRecord(ev *kurrentdb.RecordedEvent, last uint64) (eventstore.Record, bool) {
 	if strings.HasPrefix(ev.EventType, "$") || !strings.HasPrefix(ev.StreamID, s.prefix) {
 		return eventstore.Record{}, false
 	}
 	rec := toRecord(s.prefix, ev)
-	if len(batch) > 0 {
-		last = batch[len(batch)-1].Position
-	}
-	if rec.Position <= last {
-		return eventstore.Record{}, false
-	}
-	return rec, true
+	return rec, rec.Position > last
 }
 
 // resubscribable tells a drop that may pass (resubscribe) from one that
