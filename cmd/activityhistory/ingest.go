@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -77,6 +80,41 @@ func (c *config) checkIngest() []error {
 		errs = append(errs, fmt.Errorf("NATS_LISTEN=%q listens beyond loopback: set NATS_USER and NATS_PASSWORD, or NATS_NKEYS", c.NATSListen))
 	}
 	return errs
+}
+
+// listen sets the embedded server up to accept the clients of NATS_LISTEN
+// (entity event publishers) and returns what the store's own in-process
+// connection needs to authenticate: once any client must, so must it, with
+// a user made up for this run.
+func (c ingestConfig) listen(opts *server.Options) ([]nats.Option, error) {
+	if c.NATSListen == "" {
+		return nil, nil
+	}
+	host, port, err := net.SplitHostPort(c.NATSListen)
+	if err != nil {
+		return nil, fmt.Errorf("NATS_LISTEN=%q: %w", c.NATSListen, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return nil, fmt.Errorf("NATS_LISTEN=%q: bad port", c.NATSListen)
+	}
+	if p == 0 {
+		p = server.RANDOM_PORT
+	}
+	opts.DontListen, opts.Host, opts.Port = false, host, p
+	if c.NATSUser == "" && len(c.NATSNKeys) == 0 {
+		return nil, nil
+	}
+	if c.NATSUser != "" {
+		opts.Users = append(opts.Users, &server.User{Username: c.NATSUser, Password: c.NATSPassword})
+	}
+	for _, k := range c.NATSNKeys {
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: k})
+	}
+	const self = "activityhistory-internal"
+	pass := rand.Text()
+	opts.Users = append(opts.Users, &server.User{Username: self, Password: pass})
+	return []nats.Option{nats.UserInfo(self, pass)}, nil
 }
 
 func isNATSURL(u string) bool {

@@ -403,14 +403,11 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (store, error)
 	switch {
 	case u == "":
 		s, err := natsjs.Open(ctx, natsjs.Config{
-			DataDir:        filepath.Join(cfg.DataDir, "eventstore"),
-			Replicas:       1,
-			SyncAlways:     cfg.EventStoreSync == "always",
-			Logger:         log,
-			Listen:         cfg.NATSListen,
-			ListenUser:     cfg.NATSUser,
-			ListenPassword: cfg.NATSPassword,
-			ListenNKeys:    cfg.NATSNKeys,
+			DataDir:       filepath.Join(cfg.DataDir, "eventstore"),
+			Replicas:      1,
+			SyncAlways:    cfg.EventStoreSync == "always",
+			Logger:        log,
+			ServerOptions: cfg.listen,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("embedded event store: %w", err)

@@ -72,6 +72,7 @@ func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.
 	out := make([]eventstore.Found, len(qs))
 	for i, q := range qs {
 		f := eventstore.Found{Recorded: map[string]eventstore.Record{}}
+		var mine []eventstore.Record // recorded in this stream: a retry
 		if m, ok := bySubject[s.evSubject(q.Stream)]; ok && q.Tail {
 			t, err := s.record(m)
 			if err != nil {
@@ -79,7 +80,6 @@ func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.
 			}
 			f.Tail = &t
 		}
-		var mine []eventstore.Record // recorded in this stream: a retry
 		for _, id := range q.IDs {
 			m, ok := bySubject[s.idSubject(id)]
 			if !ok {
@@ -93,11 +93,8 @@ func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.
 				f.Recorded[id] = eventstore.Record{ID: id, Stream: e.Stream, Revision: e.Revision}
 				continue
 			}
-			evSeq := e.Seq
-			if evSeq == 0 { // written in an atomic batch, right after its event
-				evSeq = m.seq - 1
-			}
-			rec, err := s.eventAt(ctx, evSeq, id, &e)
+			// No seq: written in an atomic batch, right after its event.
+			rec, err := s.eventAt(ctx, cmp.Or(e.Seq, m.seq-1), id, &e)
 			if err != nil {
 				return nil, err
 			}
@@ -107,9 +104,6 @@ func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.
 		unindexed, err := s.unindexedTail(ctx, q, f)
 		if err != nil {
 			return nil, err
-		}
-		for _, r := range unindexed {
-			f.Recorded[r.ID] = r
 		}
 		if mine = append(mine, unindexed...); len(mine) > 0 {
 			// A retry: its first attempt may have stopped before its head
@@ -124,19 +118,18 @@ func (b backend) Find(ctx context.Context, qs []eventstore.Query) ([]eventstore.
 	return out, nil
 }
 
-// unindexedTail finds asked ids that are not indexed yet among the
-// newest records of the stream: an append whose events are the stream's
-// newest, retried before its id-index entries were written.
+// unindexedTail adds to f, indexes and returns the asked ids that are not
+// indexed yet among the newest records of the stream: an append whose
+// events are the stream's newest, retried before its id-index entries were
+// written.
 func (s *Store) unindexedTail(ctx context.Context, q eventstore.Query, f eventstore.Found) ([]eventstore.Record, error) {
 	if f.Tail == nil || !slices.Contains(q.IDs, f.Tail.ID) {
 		return nil, nil
 	}
-	tail := []eventstore.Record{*f.Tail}
-	if n := uint64(len(q.IDs)); n > 1 {
-		var err error
-		if tail, err = s.read(ctx, q.Stream, f.Tail.Revision+1-min(n, f.Tail.Revision+1), int(n)); err != nil {
-			return nil, err
-		}
+	n := min(uint64(len(q.IDs)), f.Tail.Revision+1)
+	tail, err := s.read(ctx, q.Stream, f.Tail.Revision+1-n, int(n))
+	if err != nil {
+		return nil, err
 	}
 	var out []eventstore.Record
 	for _, r := range tail {
@@ -146,6 +139,7 @@ func (s *Store) unindexedTail(ctx context.Context, q eventstore.Query, f eventst
 		if _, err := s.writeIndex(ctx, r); err != nil {
 			return nil, err
 		}
+		f.Recorded[r.ID] = r
 		out = append(out, r)
 	}
 	return out, nil
@@ -159,10 +153,13 @@ func (s *Store) eventAt(ctx context.Context, seq uint64, id string, at *idEntry)
 		return eventstore.Record{}, err
 	}
 	if !ok {
-		if sk, ok := s.erasedEvent(ctx, id, at); ok {
-			return sk, nil
+		if at != nil {
+			if sk, err := s.erased(ctx, at.Stream, at.Revision, at.Revision+1); err == nil && sk[0].ID == id {
+				return sk[0], nil
+			}
 		}
-		// A replica behind the leader: look again.
+		// A replica behind the leader, or erased and not indexed yet: the
+		// engine looks again.
 		return eventstore.Record{}, fmt.Errorf("%w: event %s at %d not found", eventstore.ErrConflict, id, seq)
 	}
 	rec, err := s.record(m)
@@ -170,26 +167,6 @@ func (s *Store) eventAt(ctx context.Context, seq uint64, id string, at *idEntry)
 		return eventstore.Record{}, fmt.Errorf("message %d is not event %s", seq, id)
 	}
 	return rec, nil
-}
-
-// erasedEvent finds the skeleton of event id, recorded where at says or,
-// without at, where its id-index entry says.
-func (s *Store) erasedEvent(ctx context.Context, id string, at *idEntry) (eventstore.Record, bool) {
-	if at == nil {
-		m, ok, err := s.get(ctx, s.cfg.Stream, directReq{LastFor: s.idSubject(id)}, true)
-		if err != nil || !ok {
-			return eventstore.Record{}, false
-		}
-		at = &idEntry{}
-		if json.Unmarshal(m.data, at) != nil {
-			return eventstore.Record{}, false
-		}
-	}
-	sk, err := s.erased(ctx, at.Stream, at.Revision, at.Revision+1)
-	if err != nil || sk[0].ID != id {
-		return eventstore.Record{}, false
-	}
-	return sk[0], true
 }
 
 // commit writes a batch of one record as a plain publish and the longer
@@ -201,41 +178,31 @@ func (s *Store) erasedEvent(ctx context.Context, id string, at *idEntry) (events
 // indexer's (index.go).
 func (b backend) Commit(ctx context.Context, batches []*eventstore.Batch) []error {
 	s := b.s
-	errs := make([]error, len(batches))
-	futures := make([]jetstream.PubAckFuture, len(batches))
+	singles := make([]*nats.Msg, len(batches))
 	var multi []*eventstore.Batch
 	var multiAt []int
 	for i, b := range batches {
 		if len(b.Records) > 1 {
 			multi, multiAt = append(multi, b), append(multiAt, i)
-			continue
+		} else {
+			singles[i] = s.batchMsgs(b)[0]
 		}
-		m := eventMsg(s.evSubject(b.Stream), b.Records[0])
-		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(prevSeq(b), 10))
-		if futures[i], errs[i] = s.js.PublishMsgAsync(m); errs[i] != nil {
+	}
+	var multiErrs []error
+	var wg sync.WaitGroup
+	wg.Go(func() { multiErrs = s.commitBatches(ctx, multi) })
+	acks, errs := s.publishAll(ctx, singles)
+	for i, ack := range acks {
+		if ack != nil {
+			errs[i] = s.acked(ctx, batches[i], ack)
+		} else if errs[i] != nil {
 			errs[i] = classify(ctx, errs[i])
 		}
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for k, err := range s.commitBatches(ctx, multi) {
-			errs[multiAt[k]] = err
-		}
-	})
-	for i, f := range futures {
-		if f == nil {
-			continue
-		}
-		select {
-		case ack := <-f.Ok():
-			errs[i] = s.acked(ctx, batches[i], ack)
-		case err := <-f.Err():
-			errs[i] = classify(ctx, err)
-		case <-ctx.Done():
-			errs[i] = backendErr(ctx, ctx.Err())
-		}
-	}
 	wg.Wait()
+	for k, err := range multiErrs {
+		errs[multiAt[k]] = err
+	}
 	var last uint64
 	for i, b := range batches {
 		if errs[i] == nil {
@@ -249,6 +216,46 @@ func (b backend) Commit(ctx context.Context, batches []*eventstore.Batch) []erro
 	}
 	s.committed(last)
 	return errs
+}
+
+// publishAll publishes msgs pipelined, skipping nil ones, and waits for
+// their acks: an ack or an error for each.
+func (s *Store) publishAll(ctx context.Context, msgs []*nats.Msg) ([]*jetstream.PubAck, []error) {
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	acks := make([]*jetstream.PubAck, len(msgs))
+	errs := make([]error, len(msgs))
+	for i, m := range msgs {
+		if m != nil {
+			futures[i], errs[i] = s.js.PublishMsgAsync(m)
+		}
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case acks[i] = <-f.Ok():
+		case errs[i] = <-f.Err():
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+		}
+	}
+	return acks, errs
+}
+
+// batchMsgs are the event messages of b, the first expecting its stream's
+// last sequence.
+func (s *Store) batchMsgs(b *eventstore.Batch) []*nats.Msg {
+	msgs := make([]*nats.Msg, len(b.Records))
+	for k, r := range b.Records {
+		msgs[k] = eventMsg(s.evSubject(b.Stream), r)
+	}
+	var prev uint64
+	if b.Prev != nil {
+		prev = b.Prev.Position
+	}
+	msgs[0].Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(prev, 10))
+	return msgs
 }
 
 // syncEvents fsyncs, with SyncAlways on an embedded server and when
@@ -299,13 +306,6 @@ func fsync(name string) error {
 	return nil
 }
 
-func prevSeq(b *eventstore.Batch) uint64 {
-	if b.Prev == nil {
-		return 0
-	}
-	return b.Prev.Position
-}
-
 // acked sets the position of a published record, or finds the record its
 // id names when the server took it for a duplicate.
 func (s *Store) acked(ctx context.Context, b *eventstore.Batch, ack *jetstream.PubAck) error {
@@ -332,17 +332,10 @@ func (s *Store) commitBatches(ctx context.Context, batches []*eventstore.Batch) 
 	}
 	var msgs []*nats.Msg
 	for _, b := range batches {
-		for k, r := range b.Records {
-			m := eventMsg(s.evSubject(b.Stream), r)
-			if k == 0 {
-				m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(prevSeq(b), 10))
-			}
-			msgs = append(msgs, m)
-		}
+		msgs = append(msgs, s.batchMsgs(b)...)
 	}
 	// No ack on the first message: the commit's answer covers the batch.
 	ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs, jetstreamext.BatchFlowControl{AckFirst: false})
-	var apiErr *jetstream.APIError
 	switch {
 	case err == nil:
 		seq := ack.Sequence - ack.BatchSize + 1
@@ -352,11 +345,11 @@ func (s *Store) commitBatches(ctx context.Context, batches []*eventstore.Batch) 
 				seq++
 			}
 		}
-	case len(batches) > 1 && errors.As(err, &apiErr):
+	case len(batches) > 1 && apiCode(err) != 0:
 		for k := range batches {
 			errs[k] = s.commitBatches(ctx, batches[k:k+1])[0]
 		}
-	case errors.As(err, &apiErr) && apiErr.ErrorCode == codeDupMsgInBatch:
+	case apiCode(err) == codeDupMsgInBatch:
 		errs[0] = &eventstore.TakenError{}
 	default:
 		for k := range errs {
@@ -426,14 +419,20 @@ func (s *Store) writeIndex(ctx context.Context, rec eventstore.Record) (bool, er
 // classify sorts a failed commit into ErrConflict (lost a race, server
 // busy: the engine looks again), ErrTooLarge and the rest.
 func classify(ctx context.Context, err error) error {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode {
-		case codeWrongLastSeq, codeWrongLastSeqConst, codeDupMsgInProcess, codeBatchIncomplete, codeTooManyBatches:
-			return fmt.Errorf("%w: %w", eventstore.ErrConflict, err)
-		case codeMsgTooLarge, codeBatchTooLarge:
-			return fmt.Errorf("%w: %w", eventstore.ErrTooLarge, err)
-		}
+	switch apiCode(err) {
+	case codeWrongLastSeq, codeWrongLastSeqConst, codeDupMsgInProcess, codeBatchIncomplete, codeTooManyBatches:
+		return fmt.Errorf("%w: %w", eventstore.ErrConflict, err)
+	case codeMsgTooLarge, codeBatchTooLarge:
+		return fmt.Errorf("%w: %w", eventstore.ErrTooLarge, err)
 	}
 	return backendErr(ctx, err)
+}
+
+// apiCode is the JetStream error code err carries, 0 when none.
+func apiCode(err error) jetstream.ErrorCode {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode
+	}
+	return 0
 }

@@ -232,7 +232,7 @@ func (s *Store) indexBatch(ctx context.Context, batch []rawMsg) ([]eventstore.He
 		for i, rec := range recs {
 			subjects[i] = s.idSubject(rec.ID)
 		}
-		found, _, err := s.directBatch(ctx, directReq{MultiLast: subjects})
+		found, _, err := s.direct(ctx, s.cfg.Stream, directReq{MultiLast: subjects})
 		if err != nil {
 			return nil, fmt.Errorf("index: %w", err)
 		}
@@ -243,37 +243,23 @@ func (s *Store) indexBatch(ctx context.Context, batch []rawMsg) ([]eventstore.He
 			}
 		}
 	}
-	var msgs []*nats.Msg
-	var at []int
+	msgs := make([]*nats.Msg, len(recs))
 	for i, rec := range recs {
 		// Another record's entry, or a replica answering from behind:
 		// writeIndex asks the leader before calling it a conflict.
 		if e, ok := written[s.idSubject(rec.ID)]; !ok || e.Stream != rec.Stream || e.Revision != rec.Revision {
-			msgs, at = append(msgs, s.indexMsg(rec)), append(at, i)
+			msgs[i] = s.indexMsg(rec)
 		}
 	}
-	futures := make([]jetstream.PubAckFuture, len(recs))
-	errs := make([]error, len(recs))
-	for k, m := range msgs {
-		futures[at[k]], errs[at[k]] = s.js.PublishMsgAsync(m)
-	}
+	acks, errs := s.publishAll(ctx, msgs)
 	contended := len(written) > 0
-	for i, f := range futures {
-		if f == nil {
-			continue
-		}
-		select {
-		case <-f.Ok():
+	for i, rec := range recs {
+		if acks[i] != nil {
 			s.indexed.Add(1)
-			continue
-		case errs[i] = <-f.Err():
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if isWrongLastSeq(errs[i]) {
+		} else if isWrongLastSeq(errs[i]) {
 			contended = true
 			var wrote bool
-			if wrote, errs[i] = s.writeIndex(ctx, recs[i]); wrote {
+			if wrote, errs[i] = s.writeIndex(ctx, rec); wrote {
 				s.indexed.Add(1)
 			}
 		}
@@ -297,39 +283,27 @@ func (s *Store) flushHeads(ctx context.Context) error {
 	heads := s.ix.heads
 	s.ix.heads = map[string]eventstore.Head{}
 	s.ix.mu.Unlock()
-	type write struct {
-		h   eventstore.Head
-		fut jetstream.PubAckFuture
-		err error
-	}
-	var writes []write
+	var todo []eventstore.Head
+	var msgs []*nats.Msg
 	for _, h := range heads {
-		kv, ok := s.kvs.Get(h.Stream)
-		if ok && kv.revision >= h.Revision {
-			continue
+		if kv, ok := s.kvs.Get(h.Stream); !ok || kv.revision < h.Revision {
+			todo, msgs = append(todo, h), append(msgs, s.headMsg(h, kv.seq))
 		}
-		w := write{h: h}
-		w.fut, w.err = s.js.PublishMsgAsync(s.headMsg(h, kv.seq))
-		writes = append(writes, w)
 	}
+	acks, errs := s.publishAll(ctx, msgs)
 	var failed []eventstore.Head
 	var last error
-	for _, w := range writes {
-		if w.err == nil {
-			select {
-			case ack := <-w.fut.Ok():
-				s.kvs.Put(w.h.Stream, kvSeq{ack.Sequence, w.h.Revision})
-				continue
-			case w.err = <-w.fut.Err():
-			case <-ctx.Done():
-				w.err = ctx.Err()
-			}
+	for i, h := range todo {
+		if acks[i] != nil {
+			s.kvs.Put(h.Stream, kvSeq{acks[i].Sequence, h.Revision})
+			continue
 		}
-		if isWrongLastSeq(w.err) {
-			w.err = s.recordHead(ctx, w.h)
+		err := errs[i]
+		if isWrongLastSeq(err) {
+			err = s.recordHead(ctx, h)
 		}
-		if w.err != nil {
-			failed, last = append(failed, w.h), w.err
+		if err != nil {
+			failed, last = append(failed, h), err
 		}
 	}
 	if len(failed) == 0 {
@@ -484,18 +458,9 @@ func (s *Store) Heads(ctx context.Context, fn func(eventstore.Head) error) error
 		return fmt.Errorf("heads: %w", backendErr(ctx, err))
 	}
 	defer w.Stop()
+	defer context.AfterFunc(ctx, func() { w.Stop() })() // ends Updates
 	var deleted []error
-	for {
-		var e jetstream.KeyValueEntry
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("heads: %w", ctx.Err())
-		case got, open := <-w.Updates():
-			if !open {
-				return fmt.Errorf("heads: watcher stopped: %w", eventstore.ErrUnavailable)
-			}
-			e = got
-		}
+	for e := range w.Updates() {
 		if e == nil { // every key's last value has been delivered
 			return errors.Join(deleted...)
 		}
@@ -519,6 +484,10 @@ func (s *Store) Heads(ctx context.Context, fn func(eventstore.Head) error) error
 			return err
 		}
 	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("heads: %w", ctx.Err())
+	}
+	return fmt.Errorf("heads: watcher stopped: %w", eventstore.ErrUnavailable)
 }
 
 // Verify checks the chain of stream against its recorded head (see
@@ -567,8 +536,8 @@ func (s *Store) saveCheckpoint(ctx context.Context, done uint64) error {
 }
 
 func isWrongLastSeq(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == codeWrongLastSeq || apiErr.ErrorCode == codeWrongLastSeqConst)
+	code := apiCode(err)
+	return code == codeWrongLastSeq || code == codeWrongLastSeqConst
 }
 
 // RegisterMetrics exposes the indexer's counters: conflicts mean an id was

@@ -35,7 +35,11 @@ func (s *Store) LastPosition(ctx context.Context) (uint64, error) {
 // is waited out.
 func (s *Store) get(ctx context.Context, stream string, req directReq, leader bool) (m rawMsg, ok bool, err error) {
 	if !leader {
-		return s.directOne(ctx, stream, req)
+		msgs, _, err := s.direct(ctx, stream, req)
+		if err != nil || len(msgs) == 0 {
+			return rawMsg{}, false, err
+		}
+		return msgs[0], true, nil
 	}
 	err = s.retryUnavailable(ctx, func() error {
 		m, ok, err = s.leaderGetOnce(ctx, stream, req)

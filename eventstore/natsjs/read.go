@@ -25,8 +25,9 @@ const (
 // with sequence on a subject), the rest by batch direct gets filtered on
 // the stream's subject, which the file store serves from its subject index.
 // Any replica answers direct gets, a follower from a little behind the
-// leader: what the leader holds now is the least a read returns, so a read
-// sees every append acknowledged before it.
+// leader: what the leader holds now is the least a read returns (a
+// follower short of it is asked again), so a read sees every append
+// acknowledged before it.
 func (s *Store) read(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.Record, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -48,29 +49,19 @@ func (s *Store) read(ctx context.Context, stream string, from uint64, limit int)
 			want = int(min(uint64(limit), headRev-from+1))
 		}
 	}
-	for attempt := 1; ; attempt++ {
-		var recs []eventstore.Record
-		err := s.retryUnavailable(ctx, func() (err error) {
-			recs, err = s.readOnce(ctx, stream, subj, from, limit)
-			return err
-		})
-		switch {
-		case err == nil && len(recs) >= want:
-			return recs, nil
-		case err != nil && (want == 0 || !errors.Is(err, eventstore.ErrNotFound)):
-			return nil, fmt.Errorf("read %s: %w", stream, err)
-		case attempt == catchUpAttempts:
-			return nil, fmt.Errorf("read %s: replica still behind the leader (%d of %d records): %w", stream, len(recs), want, eventstore.ErrUnavailable)
+	var recs []eventstore.Record
+	err := s.retryUnavailable(ctx, func() (err error) {
+		recs, err = s.readOnce(ctx, stream, subj, from, limit)
+		if len(recs) < want && (err == nil || errors.Is(err, eventstore.ErrNotFound)) {
+			return fmt.Errorf("replica behind the leader (%d of %d records): %w", len(recs), want, eventstore.ErrUnavailable)
 		}
-		if err := eventstore.Sleep(ctx, eventstore.ConflictBackoff(attempt)); err != nil {
-			return nil, fmt.Errorf("read %s: %w", stream, backendErr(ctx, err))
-		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
+	return recs, nil
 }
-
-// catchUpAttempts bounds how long a read waits for a replica to catch up
-// with the leader (about two seconds).
-const catchUpAttempts = 50
 
 // readOnce reads through direct gets from whichever replica answers. A
 // message on the stream's subject that is not the next record is reported
@@ -89,7 +80,7 @@ func (s *Store) readOnce(ctx context.Context, stream, subj string, from uint64, 
 	}
 	out := make([]eventstore.Record, 0, min(limit, readBatch))
 	for len(out) < limit {
-		msgs, pending, err := s.directBatch(ctx, directReq{Seq: start, NextFor: subj, Batch: min(limit-len(out), readBatch), MaxBytes: readMaxBytes})
+		msgs, pending, err := s.direct(ctx, s.cfg.Stream, directReq{Seq: start, NextFor: subj, Batch: min(limit-len(out), readBatch), MaxBytes: readMaxBytes})
 		if err != nil {
 			return nil, err
 		}
@@ -196,60 +187,22 @@ type directReq struct {
 	MultiLast []string `json:"multi_last,omitempty"`
 }
 
-func (s *Store) directSubject() string { return "$JS.API.DIRECT.GET." + s.cfg.Stream }
-
-// directOne answers a single-message direct get on a JetStream stream; ok
-// is false when no message matches.
-func (s *Store) directOne(ctx context.Context, stream string, req directReq) (rawMsg, bool, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return rawMsg{}, false, err
-	}
-	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-	defer cancel()
-	resp, err := s.nc.RequestWithContext(actx, "$JS.API.DIRECT.GET."+stream, body)
-	if err != nil {
-		return rawMsg{}, false, backendErr(ctx, err)
-	}
-	switch st := resp.Header.Get("Status"); st {
-	case "":
-		m, err := parseDirect(resp)
-		return m, err == nil, err
-	case "404":
-		return rawMsg{}, false, nil
-	default:
-		return rawMsg{}, false, fmt.Errorf("direct get: status %s %s", st, resp.Header.Get("Description"))
-	}
-}
-
-// lastBySubject gets the last message of each subject (at most 1024) in
-// one multi-last direct get, by subject; a subject without one is absent.
-func (s *Store) lastBySubject(ctx context.Context, subjects []string) (map[string]rawMsg, error) {
-	msgs, _, err := s.directBatch(ctx, directReq{MultiLast: subjects})
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]rawMsg, len(msgs))
-	for _, m := range msgs {
-		out[m.subject] = m
-	}
-	return out, nil
-}
-
-// directBatch answers a batch or multi-last direct get with all its
-// messages and the count of matching messages left after them. Unlike
-// jetstreamext.GetBatch it tells a complete answer (end-of-batch marker)
-// from one cut short by a timeout.
-func (s *Store) directBatch(ctx context.Context, req directReq) ([]rawMsg, uint64, error) {
+// direct answers a direct get on a JetStream stream with its messages
+// (none when no message matches) and, for a batch or multi-last get, the
+// count of matching messages left after them. Unlike jetstreamext.GetBatch
+// it tells a complete batch (end-of-batch marker) from one cut short by a
+// timeout.
+func (s *Store) direct(ctx context.Context, stream string, req directReq) ([]rawMsg, uint64, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, 0, err
 	}
 	r := s.replies.open()
 	defer s.replies.close(r)
-	if err := s.nc.PublishRequest(s.directSubject(), r.inbox, body); err != nil {
+	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, r.inbox, body); err != nil {
 		return nil, 0, backendErr(ctx, err)
 	}
+	batch := req.Batch > 0 || len(req.MultiLast) > 0
 	var out []rawMsg
 	for {
 		resp, err := r.next(ctx, attemptTimeout)
@@ -262,7 +215,9 @@ func (s *Store) directBatch(ctx context.Context, req directReq) ([]rawMsg, uint6
 			if err != nil {
 				return nil, 0, err
 			}
-			out = append(out, m)
+			if out = append(out, m); !batch {
+				return out, 0, nil
+			}
 		case "204": // end of batch
 			pending, _ := strconv.ParseUint(resp.Header.Get("Nats-Num-Pending"), 10, 64)
 			return out, pending, nil
@@ -277,6 +232,20 @@ func (s *Store) directBatch(ctx context.Context, req directReq) ([]rawMsg, uint6
 			return nil, 0, fmt.Errorf("direct get: status %s %s", st, resp.Header.Get("Description"))
 		}
 	}
+}
+
+// lastBySubject gets the last message of each subject (at most 1024) in
+// one multi-last direct get, by subject; a subject without one is absent.
+func (s *Store) lastBySubject(ctx context.Context, subjects []string) (map[string]rawMsg, error) {
+	msgs, _, err := s.direct(ctx, s.cfg.Stream, directReq{MultiLast: subjects})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]rawMsg, len(msgs))
+	for _, m := range msgs {
+		out[m.subject] = m
+	}
+	return out, nil
 }
 
 func parseDirect(m *nats.Msg) (rawMsg, error) {

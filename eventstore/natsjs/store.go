@@ -44,13 +44,10 @@ type Config struct {
 	SyncAlways bool
 	// Logger receives connection and embedded-server events; nil discards.
 	Logger *slog.Logger
-	// Listen, when set (host:port), makes the embedded server accept NATS
-	// clients there, e.g. publishers of entity events; off by default.
-	// With ListenUser or ListenNKeys every such client must authenticate.
-	Listen         string
-	ListenUser     string
-	ListenPassword string
-	ListenNKeys    []string // public user nkeys (U…)
+	// ServerOptions, when set, adjusts the embedded server's options, e.g.
+	// a listener for other clients; it returns what the store's own
+	// in-process connection needs to authenticate, if anything.
+	ServerOptions func(*server.Options) ([]nats.Option, error)
 
 	// Set only by tests (export_test.go): a stream that allows deleting
 	// and purging messages, and a shorter duplicate window, so tests can
@@ -113,57 +110,52 @@ var _ eventstore.Store = (*Store)(nil)
 // Open starts or connects to NATS and creates or updates the JetStream
 // stream.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	if cfg.Stream == "" {
-		cfg.Stream = defaultStream
-	}
-	if cfg.SubjectPrefix == "" {
-		cfg.SubjectPrefix = defaultPrefix
-	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = 1
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	cfg.Stream = cmp.Or(cfg.Stream, defaultStream)
+	cfg.SubjectPrefix = cmp.Or(cfg.SubjectPrefix, defaultPrefix)
+	cfg.Replicas = cmp.Or(cfg.Replicas, 1)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	if err := checkConfig(cfg); err != nil {
 		return nil, err
 	}
 	s := &Store{
 		cfg:   cfg,
-		log:   log,
+		log:   cfg.Logger,
 		evAll: cfg.SubjectPrefix + ".ev.>",
 		ix:    indexState{wake: make(chan struct{}), heads: map[string]eventstore.Head{}},
 		kvs:   eventstore.Cache[kvSeq]{Max: 100_000},
 	}
 	s.life, s.end = context.WithCancel(context.Background())
-	var err error
-	if len(cfg.URLs) == 0 {
+	if err := s.open(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// open runs or connects to the server and sets the store up; Close undoes
+// what it did.
+func (s *Store) open(ctx context.Context) (err error) {
+	if len(s.cfg.URLs) == 0 {
 		err = s.startEmbedded()
 	} else {
 		err = s.connect()
 	}
 	if err != nil {
-		s.dir.release()
-		return nil, err
+		return err
 	}
 	if err := s.replies.subscribe(s.nc); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("open natsjs: %w", backendErr(ctx, err))
+		return fmt.Errorf("open natsjs: %w", backendErr(ctx, err))
 	}
 	if s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(asyncMaxPending),
 		// An ack a dying leader never sends fails the publish.
 		jetstream.WithPublishAsyncTimeout(attemptTimeout)); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("open natsjs: %w", err)
+		return fmt.Errorf("open natsjs: %w", err)
 	}
 	if err := s.ensureStream(ctx); err != nil {
-		s.Close()
-		return nil, err
+		return err
 	}
 	if err := s.ensureHeads(ctx); err != nil {
-		s.Close()
-		return nil, err
+		return err
 	}
 	s.Engine = eventstore.NewEngine(backend{s}, eventstore.EngineConfig{
 		AttemptTimeout: attemptTimeout,
@@ -171,13 +163,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		MaxBatchEvents: maxBatchMsgs,
 		MaxGroupEvents: maxBatchMsgs,
 	})
-	if !cfg.noRepair {
-		if err := s.startIndexer(ctx); err != nil {
-			s.Close()
-			return nil, err
-		}
+	if s.cfg.noRepair {
+		return nil
 	}
-	return s, nil
+	return s.startIndexer(ctx)
 }
 
 // startIndexer runs the indexer. Appends wait until it has passed the
@@ -242,9 +231,9 @@ func (s *Store) startEmbedded() (err error) {
 		NoSigs:     true,
 	}
 	var auth []nats.Option
-	if s.cfg.Listen != "" {
-		if auth, err = listenOptions(opts, s.cfg); err != nil {
-			return err
+	if s.cfg.ServerOptions != nil {
+		if auth, err = s.cfg.ServerOptions(opts); err != nil {
+			return fmt.Errorf("open natsjs: %w", err)
 		}
 	}
 	ns, err := server.NewServer(opts)
@@ -252,20 +241,15 @@ func (s *Store) startEmbedded() (err error) {
 		return fmt.Errorf("start embedded nats: %w", err)
 	}
 	ns.SetLoggerV2(serverLog{s.log}, false, false, false)
+	s.ns = ns // shut down by Close, also when this fails
 	go ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
-		ns.Shutdown()
 		return fmt.Errorf("start embedded nats: not ready in 30s: %w", eventstore.ErrUnavailable)
 	}
-	s.ns = ns
-	nc, err := nats.Connect(ns.ClientURL(), append(auth, nats.InProcessServer(ns), nats.Name("activityhistory"))...)
-	if err != nil {
-		ns.Shutdown()
-		s.ns = nil
+	if s.nc, err = nats.Connect(ns.ClientURL(), append(auth, nats.InProcessServer(ns), nats.Name("activityhistory"))...); err != nil {
 		return fmt.Errorf("connect embedded nats: %w", err)
 	}
-	s.nc = nc
-	s.log.Info("embedded nats started", "store_dir", opts.StoreDir, "sync_always", s.cfg.SyncAlways, "listen", s.cfg.Listen)
+	s.log.Info("embedded nats started", "store_dir", opts.StoreDir, "sync_always", s.cfg.SyncAlways, "listen", !opts.DontListen)
 	return nil
 }
 
@@ -342,6 +326,10 @@ func (s *Store) ensureStream(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Conn is the store's own NATS connection, for other clients of the same
+// server (the entity-event consumer). Closed by Close.
+func (s *Store) Conn() *nats.Conn { return s.nc }
 
 // Ping checks that JetStream answers and the stream exists.
 func (s *Store) Ping(ctx context.Context) error {
@@ -424,13 +412,10 @@ func backendErr(ctx context.Context, err error) error {
 		errors.Is(err, jetstream.ErrConnectionClosed):
 		return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
 	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode {
-		case codeClusterIncomplete, codeClusterNotActive, codeClusterNotAvail, codeClusterNotLeader,
-			codeStreamOffline, codeStreamOfflineReason, codeTooManyRequests:
-			return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
-		}
+	switch apiCode(err) {
+	case codeClusterIncomplete, codeClusterNotActive, codeClusterNotAvail, codeClusterNotLeader,
+		codeStreamOffline, codeStreamOfflineReason, codeTooManyRequests:
+		return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
 	}
 	return err
 }

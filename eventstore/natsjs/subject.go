@@ -87,9 +87,9 @@ func (s *Store) record(m rawMsg) (eventstore.Record, error) {
 	if err != nil {
 		return eventstore.Record{}, err
 	}
-	rev, err := strconv.ParseUint(m.header.Get(hdrRevision), 10, 64)
+	rev, err := revisionOf(m)
 	if err != nil {
-		return eventstore.Record{}, fmt.Errorf("message %d: bad %s header: %w", m.seq, hdrRevision, err)
+		return eventstore.Record{}, err
 	}
 	r := eventstore.Record{
 		ID:         m.header.Get(jetstream.MsgIDHeader),

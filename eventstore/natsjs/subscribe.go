@@ -50,18 +50,21 @@ func (s *Store) follow(ctx context.Context, after uint64, size int, linger time.
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = after + 1
 	}
-	cctx, cancel := withTimeout(ctx)
-	cons, err := s.js.OrderedConsumer(cctx, s.cfg.Stream, cfg)
-	cancel()
-	if err != nil {
+	fail := func(err error) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return fmt.Errorf("follow after %d: %w", after, backendErr(ctx, err))
 	}
+	cctx, cancel := withTimeout(ctx)
+	cons, err := s.js.OrderedConsumer(cctx, s.cfg.Stream, cfg)
+	cancel()
+	if err != nil {
+		return fail(err)
+	}
 	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(2*size, followBytes))
 	if err != nil {
-		return fmt.Errorf("follow after %d: %w", after, backendErr(ctx, err))
+		return fail(err)
 	}
 	defer it.Stop()
 	// While the ordered consumer is being recreated (after a node loss)
@@ -91,12 +94,6 @@ func (s *Store) follow(ctx context.Context, after uint64, size int, linger time.
 			}
 		}
 	}()
-	fail := func(err error) error {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("follow after %d: %w", after, backendErr(ctx, err))
-	}
 	batch := make([]rawMsg, 0, size)
 	for {
 		batch = batch[:0]
@@ -109,10 +106,8 @@ func (s *Store) follow(ctx context.Context, after uint64, size int, linger time.
 			return ctx.Err()
 		}
 		var timeout <-chan time.Time
-		var t *time.Timer
 		if linger > 0 {
-			t = time.NewTimer(linger)
-			timeout = t.C
+			timeout = time.After(linger)
 		}
 	fill:
 		for len(batch) < size {
@@ -131,12 +126,8 @@ func (s *Store) follow(ctx context.Context, after uint64, size int, linger time.
 			case <-timeout:
 				break fill
 			case <-ctx.Done():
-				t.Stop()
 				return ctx.Err()
 			}
-		}
-		if t != nil {
-			t.Stop()
 		}
 		if err := fn(batch); err != nil {
 			return err
