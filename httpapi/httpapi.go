@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -24,12 +25,25 @@ import (
 const CorrelationHeader = "x-correlation-id"
 
 const (
-	ctxCorrelation = "ah.correlationId"
-	ctxTrace       = "ah.traceId"
-	ctxLogger      = "ah.logger"
+	ctxRequest     = "ah.request"
 	ctxAnnotations = "ah.annotations"
 	ctxExpected    = "ah.expected"
 )
+
+// The headers Correlation reads and writes as net/http spells them, so
+// that no request pays for canonicalising their names.
+var (
+	correlationKey = http.CanonicalHeaderKey(CorrelationHeader)
+	traceparentKey = http.CanonicalHeaderKey("traceparent")
+)
+
+// header is h.Get(key) for a key already canonical.
+func header(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
 
 // ErrorBody is the one error envelope of the service.
 type ErrorBody struct {
@@ -81,24 +95,45 @@ func Unavailable(c *gin.Context, err error) {
 var safeCorrelation = regexp.MustCompile(`^[A-Za-z0-9._:/+=-]{1,128}$`)
 
 // Correlation echoes x-correlation-id (or makes one), picks up or makes a
-// trace id, and puts a logger carrying both on the request.
+// trace id, and gives the request a logger carrying both.
 func Correlation(base *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		id := c.GetHeader(CorrelationHeader)
+		id := header(c.Request.Header, correlationKey)
 		if !safeCorrelation.MatchString(id) {
 			// Absent or unsafe to echo into headers and logs: replace it.
 			id = uuid.NewString()
 		}
-		trace := traceFromParent(c.GetHeader("traceparent"))
+		trace := traceFromParent(header(c.Request.Header, traceparentKey))
 		if trace == "" {
 			trace = newTraceID()
 		}
-		c.Set(ctxCorrelation, id)
-		c.Set(ctxTrace, trace)
-		c.Set(ctxLogger, base.With("correlationId", id, "traceId", trace))
-		c.Header(CorrelationHeader, id)
+		c.Set(ctxRequest, &requestLog{base: base, id: id, trace: trace})
+		c.Writer.Header()[correlationKey] = []string{id}
 		c.Next()
 	}
+}
+
+// requestLog is a request's ids and its logger. The logger carrying the
+// ids (slog.With) is made only when asked for: the lines every request
+// writes add the ids themselves (LogAttrs), which costs less.
+type requestLog struct {
+	base      *slog.Logger
+	id, trace string
+	with      atomic.Pointer[slog.Logger]
+}
+
+func (r *requestLog) logger() *slog.Logger {
+	if l := r.with.Load(); l != nil {
+		return l
+	}
+	l := r.base.With("correlationId", r.id, "traceId", r.trace)
+	r.with.Store(l)
+	return l
+}
+
+func requestOf(c *gin.Context) *requestLog {
+	r, _ := c.Value(ctxRequest).(*requestLog)
+	return r
 }
 
 // traceFromParent takes the trace id of a W3C traceparent header.
@@ -120,17 +155,46 @@ func newTraceID() string {
 }
 
 // CorrelationID is the request's correlation id.
-func CorrelationID(c *gin.Context) string { return c.GetString(ctxCorrelation) }
+func CorrelationID(c *gin.Context) string {
+	if r := requestOf(c); r != nil {
+		return r.id
+	}
+	return ""
+}
 
 // TraceID is the request's trace id.
-func TraceID(c *gin.Context) string { return c.GetString(ctxTrace) }
+func TraceID(c *gin.Context) string {
+	if r := requestOf(c); r != nil {
+		return r.trace
+	}
+	return ""
+}
 
 // Logger is the request's logger, carrying its correlation and trace ids.
 func Logger(c *gin.Context) *slog.Logger {
-	if l, ok := c.Get(ctxLogger); ok {
-		return l.(*slog.Logger)
+	if r := requestOf(c); r != nil {
+		return r.logger()
 	}
 	return slog.Default()
+}
+
+// LogAttrs writes the line Logger(c).LogAttrs would, without making a
+// logger for the request: for the lines every request writes.
+func LogAttrs(c *gin.Context, level slog.Level, msg string, attrs ...slog.Attr) {
+	r := requestOf(c)
+	if r == nil {
+		slog.Default().LogAttrs(c.Request.Context(), level, msg, attrs...)
+		return
+	}
+	ctx := c.Request.Context()
+	h := r.base.Handler()
+	if !h.Enabled(ctx, level) {
+		return
+	}
+	rec := slog.NewRecord(time.Now(), level, msg, 0)
+	rec.AddAttrs(slog.String("correlationId", r.id), slog.String("traceId", r.trace))
+	rec.AddAttrs(attrs...)
+	_ = h.Handle(ctx, rec) // as slog.Logger: a line that cannot be written is dropped
 }
 
 // Annotate adds key and value to the request's access line: why it was
@@ -162,18 +226,19 @@ func AccessLog() gin.HandlerFunc {
 		case status >= 500:
 			level = slog.LevelError
 		}
-		args := []any{
-			"method", Method(c),
-			"path", c.Request.URL.Path,
-			"route", c.FullPath(),
-			"status", status,
-			"durationMs", float64(time.Since(start).Microseconds()) / 1000,
-			"bytes", c.Writer.Size(),
-		}
+		attrs := make([]slog.Attr, 0, 8)
+		attrs = append(attrs,
+			slog.String("method", Method(c)),
+			slog.String("path", c.Request.URL.Path),
+			slog.String("route", c.FullPath()),
+			slog.Int("status", status),
+			slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
+			slog.Int("bytes", c.Writer.Size()),
+		)
 		if extra, ok := c.Get(ctxAnnotations); ok {
-			args = append(args, extra.([]any)...)
+			attrs = append(attrs, slog.Group("", extra.([]any)...).Value.Group()...)
 		}
-		Logger(c).Log(c.Request.Context(), level, "request", args...)
+		LogAttrs(c, level, "request", attrs...)
 	}
 }
 
@@ -197,12 +262,21 @@ func Recovery() gin.HandlerFunc {
 func SecurityHeaders() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		h := c.Writer.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-store")
+		for k, v := range securityHeaders {
+			// Shared values: net/http only reads them, and Header.Add
+			// appends to a full slice, so copies it first.
+			h[k] = v
+		}
 		c.Next()
 	}
+}
+
+// securityHeaders are the values SecurityHeaders sets, canonical keys.
+var securityHeaders = map[string][]string{
+	"X-Content-Type-Options":  {"nosniff"},
+	"Content-Security-Policy": {"default-src 'none'; frame-ancestors 'none'"},
+	"Referrer-Policy":         {"no-referrer"},
+	"Cache-Control":           {"no-store"},
 }
 
 // NotFound and MethodNotAllowed answer unknown routes with the envelope.

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -39,6 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // Middleware records every request of engine.
 func (m *Metrics) Middleware(engine string) gin.HandlerFunc {
 	inflight := m.inflight.WithLabelValues(engine)
+	var series sync.Map // seriesKey → *requestSeries: no label hashing per request
 	return func(c *gin.Context) {
 		start := time.Now()
 		inflight.Inc()
@@ -49,8 +51,28 @@ func (m *Metrics) Middleware(engine string) gin.HandlerFunc {
 			// Unmatched paths share one label so clients cannot grow the series.
 			route = "unmatched"
 		}
-		method := Method(c)
-		m.requests.WithLabelValues(engine, route, method, strconv.Itoa(c.Writer.Status())).Inc()
-		m.duration.WithLabelValues(engine, route, method).Observe(time.Since(start).Seconds())
+		k := seriesKey{route: route, method: Method(c), status: c.Writer.Status()}
+		s, ok := series.Load(k)
+		if !ok {
+			s, _ = series.LoadOrStore(k, &requestSeries{
+				requests: m.requests.WithLabelValues(engine, k.route, k.method, strconv.Itoa(k.status)),
+				duration: m.duration.WithLabelValues(engine, k.route, k.method),
+			})
+		}
+		rs := s.(*requestSeries)
+		rs.requests.Inc()
+		rs.duration.Observe(time.Since(start).Seconds())
 	}
+}
+
+// seriesKey names the series of one kind of request; the routes, methods
+// and statuses a server answers with are few.
+type seriesKey struct {
+	route, method string
+	status        int
+}
+
+type requestSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }

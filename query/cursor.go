@@ -7,10 +7,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash"
+	"hash/maphash"
 	"io"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/council/activityhistory/activity"
@@ -59,6 +61,35 @@ const (
 type Cursors struct {
 	key  []byte
 	macs sync.Pool // of keyed HMAC-SHA256 hashes, reset between uses
+	// Recent history tokens, made or checked: a hot target's page is asked
+	// for again and again, each time wanting the same token made or read.
+	sealed, opened tokenMemo
+}
+
+// tokenMemo remembers recent history tokens in a fixed table indexed by a
+// hash of the lookup key: a slot holds the last one that hashed to it, so
+// the memo is bounded and a lookup takes no lock.
+type tokenMemo struct {
+	seed  maphash.Seed
+	slots [256]atomic.Pointer[memoToken]
+}
+
+// memoToken is a history token and what it stands for.
+type memoToken struct {
+	targetID, filter, sortKey, token string
+}
+
+// slot is where the token of key is kept; key is its sort key in sealed,
+// the token in opened.
+func (m *tokenMemo) slot(targetID, filter, key string) *atomic.Pointer[memoToken] {
+	var h maphash.Hash
+	h.SetSeed(m.seed)
+	h.WriteString(targetID)
+	h.WriteByte(0)
+	h.WriteString(filter)
+	h.WriteByte(0)
+	h.WriteString(key)
+	return &m.slots[h.Sum64()%uint64(len(m.slots))]
 }
 
 // NewCursors returns Cursors keyed by secret, which must be at least
@@ -69,7 +100,7 @@ func NewCursors(secret []byte) (*Cursors, error) {
 	}
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(keyLabel))
-	cs := &Cursors{key: m.Sum(nil)}
+	cs := &Cursors{key: m.Sum(nil), sealed: tokenMemo{seed: maphash.MakeSeed()}, opened: tokenMemo{seed: maphash.MakeSeed()}}
 	cs.macs.New = func() any { return hmac.New(sha256.New, cs.key) }
 	return cs, nil
 }
@@ -92,12 +123,30 @@ func (cs *Cursors) Decode(targetID, token string) (string, error) {
 // EncodeIn is Encode for the history of targetID under a filter, given in
 // its canonical form (activity.Filter.String; "" for none).
 func (cs *Cursors) EncodeIn(targetID, filter, sortKey string) string {
+	slot := cs.sealed.slot(targetID, filter, sortKey)
+	if t := slot.Load(); t != nil && t.sortKey == sortKey && t.targetID == targetID && t.filter == filter {
+		return t.token
+	}
 	kind, scope := historyScope(targetID, filter)
-	return cs.seal(kind, scope, sortKey)
+	token := cs.seal(kind, scope, sortKey)
+	slot.Store(&memoToken{targetID: targetID, filter: filter, sortKey: sortKey, token: token})
+	return token
 }
 
 // DecodeIn is Decode for a token issued by EncodeIn with the same filter.
 func (cs *Cursors) DecodeIn(targetID, filter, token string) (string, error) {
+	slot := cs.opened.slot(targetID, filter, token)
+	if t := slot.Load(); t != nil && t.token == token && t.targetID == targetID && t.filter == filter {
+		return t.sortKey, nil // checked before, for this target and filter
+	}
+	sortKey, err := cs.decodeIn(targetID, filter, token)
+	if err == nil {
+		slot.Store(&memoToken{targetID: targetID, filter: filter, sortKey: sortKey, token: token})
+	}
+	return sortKey, err
+}
+
+func (cs *Cursors) decodeIn(targetID, filter, token string) (string, error) {
 	kind, scope := historyScope(targetID, filter)
 	sortKey, err := cs.open(kind, scope, token, maxTokenLen)
 	if err != nil {

@@ -65,6 +65,14 @@ func TestCursorRejects(t *testing.T) {
 	cs := testCursors(t)
 	key := testSortKey()
 	good := cs.Encode(targetA, key)
+	// Opened once, so that the cases below find it remembered: a token
+	// checked before is still refused for another target or filter.
+	if _, err := cs.Decode(targetA, good); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.DecodeIn(targetA, "type=6:update;", good); err == nil {
+		t.Error("a token of the unfiltered history is accepted under a filter")
+	}
 	raw, err := tokenEncoding.DecodeString(good)
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,8 @@ const APIPath = "/api/v1/activityHistory"
 
 const jsonContentType = "application/json; charset=utf-8"
 
+var jsonContentTypes = []string{jsonContentType}
+
 // EngineDeps are what the query engine needs besides the Service.
 type EngineDeps struct {
 	// Logger is the base request logger; nil means slog.Default().
@@ -150,7 +152,7 @@ func (h handlers) logQuery(c *gin.Context, start time.Time, attrs []slog.Attr, e
 	if took > h.svc.slowQuery {
 		level = slog.LevelWarn
 	}
-	httpapi.Logger(c).LogAttrs(c.Request.Context(), level, "query", attrs...)
+	httpapi.LogAttrs(c, level, "query", attrs...)
 	return err == nil
 }
 
@@ -359,8 +361,8 @@ func writePage(c *gin.Context, p HistoryPage) {
 	b = append(b, next...)
 	b = append(b, tail...)
 	h := c.Writer.Header()
-	h.Set("Content-Type", jsonContentType)
-	h.Set("Content-Length", strconv.Itoa(n))
+	h["Content-Type"] = jsonContentTypes // shared: net/http only reads it
+	h["Content-Length"] = []string{strconv.Itoa(n)}
 	c.Status(http.StatusOK)
 	// A failed write means the client went away; nothing is left to tell it.
 	_, _ = c.Writer.Write(b)
