@@ -98,11 +98,12 @@ func TestSweeperOnlyLeaseHolder(t *testing.T) {
 	}
 	end := record(t, store, acts)
 	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
+	// A lease long enough that a loaded machine does not move it mid-test.
 	for i, reg := range regs {
 		r := projection.NewRedis(c, prefix)
 		r.Now = clock.Now
 		p := projection.NewProjector(store, r, projection.ProjectorOptions{Registerer: reg,
-			Lease: projection.NewRedisLease(r, 2*time.Second, fmt.Sprintf("sweeper-%d", i), nil),
+			Lease: projection.NewRedisLease(r, 10*time.Second, fmt.Sprintf("sweeper-%d", i), nil),
 			Sweep: projection.SweepOptions{Interval: 5 * time.Millisecond, Batch: 7, Now: clock.Now}})
 		start(t, p)
 	}

@@ -307,10 +307,15 @@ func TestRedisProjectorResumesFromCheckpoint(t *testing.T) {
 	s.stop()
 
 	s2 := start(t, env)
+	// The projector starts once it holds the lease, which may be after
+	// the service answers.
 	want := fmt.Sprintf(`"msg":"projector resuming","position":%s`, pos)
-	if !strings.Contains(s2.logs.String(), want) {
-		t.Fatalf("restart did not resume from checkpoint %s:\n%s", pos, s2.logs)
-	}
+	checkFor(t, 5*time.Second, func() error {
+		if !strings.Contains(s2.logs.String(), want) {
+			return fmt.Errorf("restart did not resume from checkpoint %s:\n%s", pos, s2.logs)
+		}
+		return nil
+	})
 	if got := len(history(t, chk, s2.url, reader, target)); got != 6 {
 		t.Fatalf("after restart %d of 6", got)
 	}
