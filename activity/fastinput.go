@@ -14,7 +14,7 @@ import (
 // scanBody has already refused repeated and unknown keys, bad UTF-8 and
 // deep nesting.
 func fastInput(b []byte, in *input) bool {
-	d := fast{b: b}
+	d := fast{canonical{b: b}}
 	return d.input(in) && d.end()
 }
 
@@ -62,8 +62,8 @@ func (d *fast) members(member func(key string) bool) bool {
 	}
 	for {
 		d.ws()
-		key, ok := d.str()
-		if !ok {
+		var key string
+		if !d.str(&key) {
 			return false
 		}
 		d.ws()
@@ -84,10 +84,8 @@ func (d *fast) members(member func(key string) bool) bool {
 	}
 }
 
-type fast struct {
-	b []byte
-	i int
-}
+// fast reads input with the stored-event reader's cursor (json.go).
+type fast struct{ canonical }
 
 func (d *fast) ws() {
 	for d.i < len(d.b) && isSpace(d.b[d.i]) {
@@ -109,79 +107,47 @@ func (d *fast) end() bool {
 	return d.i == len(d.b)
 }
 
-func (d *fast) null() bool {
-	if len(d.b)-d.i >= 4 && string(d.b[d.i:d.i+4]) == "null" {
-		d.i += 4
-		return true
-	}
-	return false
-}
-
-// str takes a string without escapes or control characters.
-func (d *fast) str() (string, bool) {
-	if !d.byte('"') {
-		return "", false
-	}
-	for j := d.i; j < len(d.b); j++ {
-		switch c := d.b[j]; {
-		case c == '"':
-			s := string(d.b[d.i:j])
-			d.i = j + 1
-			return s, true
-		case c == '\\' || c < 0x20:
-			return "", false
-		}
-	}
-	return "", false
-}
-
 // strPtr takes a string or null (which leaves the field nil).
 func (d *fast) strPtr(p **string) bool {
-	if d.null() {
+	if d.lit("null") {
 		*p = nil
 		return true
 	}
-	s, ok := d.str()
+	var s string
+	ok := d.str(&s)
 	*p = &s
 	return ok
 }
 
 func (d *fast) opt(o *optString) bool {
 	*o = optString{set: true}
-	if d.null() {
+	if d.lit("null") {
 		o.null = true
 		return true
 	}
-	var ok bool
-	o.s, ok = d.str()
-	return ok
+	return d.str(&o.s)
 }
 
 // intPtr takes an integer of up to 18 digits, or null.
 func (d *fast) intPtr(p **int) bool {
-	if d.null() {
+	if d.lit("null") {
 		*p = nil
 		return true
 	}
-	start := d.i
-	d.byte('-')
-	digits := d.i
-	for d.i < len(d.b) && '0' <= d.b[d.i] && d.b[d.i] <= '9' {
-		d.i++
-	}
-	if n := d.i - digits; n == 0 || n > 18 || n > 1 && d.b[digits] == '0' {
+	var v []byte
+	if !d.number(&v) || len(bytes.TrimPrefix(v, []byte("-"))) > 18 {
 		return false
 	}
 	if d.i < len(d.b) && (d.b[d.i] == '.' || d.b[d.i] == 'e' || d.b[d.i] == 'E') {
 		return false
 	}
-	n, err := strconv.Atoi(string(d.b[start:d.i]))
+	n, err := strconv.Atoi(string(v))
 	*p = &n
 	return err == nil
 }
 
 func (d *fast) author(p **authorInput) bool {
-	if d.null() {
+	if d.lit("null") {
 		*p = nil
 		return true
 	}
@@ -202,7 +168,7 @@ func (d *fast) author(p **authorInput) bool {
 // keeps it compacted (checkData's work): copied when compactValid,
 // else through json.Compact, which validates it.
 func (d *fast) data(m *json.RawMessage) bool {
-	if d.null() {
+	if d.lit("null") {
 		*m = nil
 		return true
 	}
@@ -240,7 +206,7 @@ func (d *fast) data(m *json.RawMessage) bool {
 // fastArray reads an array of 1–MaxBatch items with fastInput; false when
 // any item (or the array) does not read that way.
 func fastArray(b []byte) ([]input, bool) {
-	d := fast{b: b}
+	d := fast{canonical{b: b}}
 	d.ws()
 	if !d.byte('[') {
 		return nil, false
